@@ -1,0 +1,86 @@
+//! The HTTP control API (SPEC section 3) on axum. Reads are open; every write
+//! needs `Authorization: Bearer TOKEN` and gets 401 without it.
+
+pub mod token;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::error;
+
+use crate::app::App;
+
+#[derive(Clone)]
+struct ApiState {
+    app: Arc<App>,
+    token: Arc<str>,
+}
+
+pub fn router(app: Arc<App>, token: String) -> Router {
+    let state = ApiState {
+        app,
+        token: token.into(),
+    };
+    let writes = Router::new()
+        .route("/v1/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/v1/health", get(health))
+        .merge(writes)
+        .with_state(state)
+}
+
+pub async fn serve(listener: TcpListener, app: Arc<App>, token: String) {
+    if let Err(e) = axum::serve(listener, router(app, token)).await {
+        error!(error = %e, "api server stopped");
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn reload(State(state): State<ApiState>) -> Response {
+    let app = Arc::clone(&state.app);
+    match tokio::task::spawn_blocking(move || app.reload_logged("api")).await {
+        Ok(Ok(loaded)) => {
+            Json(json!({"status": "ok", "zones": loaded.zones, "services": loaded.services}))
+                .into_response()
+        }
+        Ok(Err(errors)) => error_response(StatusCode::BAD_REQUEST, &errors.to_string()),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload failed unexpectedly",
+        ),
+    }
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_time_eq(t.trim().as_bytes(), state.token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
+    }
+}
+
+/// Compares without an early exit, so response timing does not leak a prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}

@@ -1,0 +1,140 @@
+//! Wires the server together: loads the zones, binds the DNS listeners and the
+//! control API, and reloads on SIGHUP or `POST /v1/reload`.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info};
+
+use crate::api;
+use crate::dns::{self, Catalog, Handler};
+use crate::steering::Steering;
+use crate::zone::{self, ZoneErrors};
+
+/// What `mirrordns serve` was asked to do.
+pub struct Config {
+    pub zones: Vec<PathBuf>,
+    pub listen: Vec<SocketAddr>,
+    pub api: SocketAddr,
+    pub state_dir: PathBuf,
+    pub api_token_file: Option<PathBuf>,
+    pub api_token: Option<String>,
+}
+
+/// The running server's zones and steering state.
+pub struct App {
+    zone_paths: Vec<PathBuf>,
+    steering: Steering,
+    handler: Arc<Handler>,
+    reload_lock: Mutex<()>,
+}
+
+/// What a successful reload loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct Loaded {
+    pub zones: usize,
+    pub services: usize,
+}
+
+impl App {
+    pub fn load(zone_paths: Vec<PathBuf>) -> Result<App, ZoneErrors> {
+        let zones = zone::load_paths(&zone_paths)?;
+        let steering = Steering::default();
+        let tables = steering.bind(&zones);
+        Ok(App {
+            zone_paths,
+            steering,
+            handler: Arc::new(Handler::new(Catalog { zones, tables })),
+            reload_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn handler(&self) -> Arc<Handler> {
+        Arc::clone(&self.handler)
+    }
+
+    /// Loads every zone file again and swaps them in whole; on any error the
+    /// zones that were serving keep serving.
+    pub fn reload(&self) -> Result<Loaded, ZoneErrors> {
+        let _one_at_a_time = self.reload_lock.lock();
+        let zones = zone::load_paths(&self.zone_paths)?;
+        let loaded = Loaded {
+            zones: zones.zones().len(),
+            services: zones.services().count(),
+        };
+        let tables = self.steering.bind(&zones);
+        self.handler.swap(Catalog { zones, tables });
+        Ok(loaded)
+    }
+
+    /// [`App::reload`] with the outcome logged, for every way a reload is asked for.
+    pub fn reload_logged(&self, trigger: &str) -> Result<Loaded, ZoneErrors> {
+        let result = self.reload();
+        match &result {
+            Ok(l) => info!(
+                trigger,
+                zones = l.zones,
+                services = l.services,
+                "zones reloaded"
+            ),
+            Err(e) => error!(trigger, "reload rejected, old zones keep serving:\n{e}"),
+        }
+        result
+    }
+}
+
+/// Runs `mirrordns serve` until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
+    let app = Arc::new(App::load(config.zones.clone())?);
+    let catalog = app.handler().catalog();
+    for zone in catalog.zones.zones() {
+        info!(zone = %zone.origin, file = %zone.file.display(), services = zone.services.len(), "zone loaded");
+    }
+    for addr in &config.listen {
+        let listeners = dns::bind(*addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        info!("dns listening on {} (udp+tcp)", listeners.local_addr()?);
+        tokio::spawn(listeners.serve(app.handler()));
+    }
+    let token = api::token::resolve(
+        config.api_token_file.as_deref(),
+        config.api_token.as_deref(),
+        &config.state_dir,
+    )?;
+    let api_listener = tokio::net::TcpListener::bind(config.api)
+        .await
+        .map_err(|e| format!("cannot listen on {} for the API: {e}", config.api))?;
+    info!("api listening on {}", api_listener.local_addr()?);
+    tokio::spawn(api::serve(api_listener, Arc::clone(&app), token));
+    tokio::spawn(reload_on_sighup(Arc::clone(&app)));
+    wait_for_shutdown().await?;
+    info!("shutting down");
+    Ok(())
+}
+
+async fn reload_on_sighup(app: Arc<App>) {
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        error!("cannot install the SIGHUP handler; reload through the API only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let app = Arc::clone(&app);
+        // Zone files (and prefix lists) can be large: load off the async workers.
+        let _ = tokio::task::spawn_blocking(move || app.reload_logged("SIGHUP")).await;
+    }
+}
+
+async fn wait_for_shutdown() -> std::io::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

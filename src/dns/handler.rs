@@ -1,0 +1,294 @@
+//! One request → one response, in wire bytes. Owns everything a response's
+//! header and OPT record must say: flags, rcodes for bad requests, EDNS
+//! version and size, the ECS echo, and truncation.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use ipnet::IpNet;
+
+use super::Catalog;
+use super::lookup::Answer;
+
+/// The EDNS UDP payload size we advertise (the DNS flag day 2020 value).
+const OUR_UDP_PAYLOAD: u16 = 1232;
+/// Without EDNS a UDP response is at most 512 bytes (RFC 1035 section 4.2.1).
+const CLASSIC_UDP_PAYLOAD: u16 = 512;
+const HEADER_LEN: usize = 12;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Answers requests from the catalog it holds; a reload swaps the catalog
+/// atomically and each request keeps the snapshot it started with.
+pub struct Handler {
+    catalog: ArcSwap<Catalog>,
+}
+
+/// What the request's OPT record asked for, as far as the response needs it.
+struct RequestEdns {
+    max_payload: u16,
+    subnet: Option<ClientSubnet>,
+}
+
+impl Handler {
+    pub fn new(catalog: Catalog) -> Self {
+        Handler {
+            catalog: ArcSwap::from_pointee(catalog),
+        }
+    }
+
+    pub fn swap(&self, catalog: Catalog) {
+        self.catalog.store(Arc::new(catalog));
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    /// The response to `request` from `source`, or `None` when nothing should
+    /// be sent (not a query, or too short to carry an ID).
+    pub fn handle(&self, request: &[u8], source: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        let header = Header::read(&mut BinDecoder::new(request)).ok()?;
+        if header.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let message = match Message::from_vec(request) {
+            Ok(m) => m,
+            Err(_) => {
+                return encode_bare(
+                    header.metadata.id,
+                    header.metadata.op_code,
+                    ResponseCode::FormErr,
+                );
+            }
+        };
+        let response = self.respond(&message, request, source, transport);
+        Some(response)
+    }
+
+    fn respond(
+        &self,
+        request: &Message,
+        raw: &[u8],
+        source: IpAddr,
+        transport: Transport,
+    ) -> Vec<u8> {
+        let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+        response.metadata.recursion_desired = request.metadata.recursion_desired;
+        response.metadata.checking_disabled = request.metadata.checking_disabled;
+        response.add_queries(request.queries.iter().cloned());
+
+        let edns = match request
+            .edns
+            .as_ref()
+            .map(|e| check_edns(e, raw))
+            .transpose()
+        {
+            Ok(e) => e,
+            Err(rcode) => {
+                return finish_error(
+                    response,
+                    rcode,
+                    request.edns.as_ref().map(|_| OUR_UDP_PAYLOAD),
+                );
+            }
+        };
+        let limit = match (transport, &edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, Some(e)) => usize::from(e.max_payload.max(CLASSIC_UDP_PAYLOAD)),
+            (Transport::Udp, None) => usize::from(CLASSIC_UDP_PAYLOAD),
+        };
+        let rcode = match precheck(request) {
+            Some(rcode) => Some(rcode),
+            None => {
+                let query = &request.queries[0];
+                let client = client_of(edns.as_ref().and_then(|e| e.subnet), source);
+                let answer = self
+                    .catalog
+                    .load()
+                    .lookup(query.name(), query.query_type(), client);
+                apply(&mut response, answer, edns.as_ref());
+                None
+            }
+        };
+        if let Some(rcode) = rcode {
+            response.metadata.response_code = rcode;
+            set_opt(&mut response, edns.as_ref(), None);
+        }
+        encode_within(response, limit)
+    }
+}
+
+/// Request problems answered before any lookup.
+fn precheck(request: &Message) -> Option<ResponseCode> {
+    if request.metadata.op_code != OpCode::Query {
+        return Some(ResponseCode::NotImp);
+    }
+    if request.queries.len() != 1 || !request.answers.is_empty() || !request.authorities.is_empty()
+    {
+        return Some(ResponseCode::FormErr);
+    }
+    let query: &Query = &request.queries[0];
+    if query.query_class() != DNSClass::IN {
+        return Some(ResponseCode::Refused);
+    }
+    match query.query_type() {
+        // Zone transfers are not offered.
+        RecordType::AXFR | RecordType::IXFR => Some(ResponseCode::Refused),
+        RecordType::OPT => Some(ResponseCode::FormErr),
+        _ => None,
+    }
+}
+
+/// RFC 6891 version check and RFC 7871 section 7.1.1 ECS validation.
+fn check_edns(edns: &Edns, raw: &[u8]) -> Result<RequestEdns, ResponseCode> {
+    if edns.version() > 0 {
+        return Err(ResponseCode::BADVERS);
+    }
+    let subnet = match edns.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(s)) => Some(*s),
+        Some(_) => return Err(ResponseCode::FormErr),
+        None => None,
+    };
+    if let Some(s) = subnet {
+        valid_subnet(&s)
+            .then_some(())
+            .ok_or(ResponseCode::FormErr)?;
+        // hickory reads only the address bytes the prefix needs; extra bytes
+        // show as an OPT RDATA longer than the options it decoded.
+        if opt_rdata_len(raw) != Some(options_len(edns)) {
+            return Err(ResponseCode::FormErr);
+        }
+    }
+    Ok(RequestEdns {
+        max_payload: edns.max_payload(),
+        subnet,
+    })
+}
+
+/// The source prefix fits the family, and no address bit is set beyond it.
+fn valid_subnet(subnet: &ClientSubnet) -> bool {
+    match IpNet::new(subnet.addr(), subnet.source_prefix()) {
+        Ok(net) => net.trunc().addr() == subnet.addr(),
+        Err(_) => false,
+    }
+}
+
+fn options_len(edns: &Edns) -> usize {
+    edns.options()
+        .as_ref()
+        .iter()
+        .map(|(_, o)| 4 + usize::from(o.len()))
+        .sum()
+}
+
+/// The RDLENGTH of the request's OPT record, read from the raw message by
+/// walking it with hickory's decoder up to that record.
+fn opt_rdata_len(raw: &[u8]) -> Option<usize> {
+    let mut decoder = BinDecoder::new(raw);
+    let header = Header::read(&mut decoder).ok()?;
+    for _ in 0..header.counts.queries {
+        Query::read(&mut decoder).ok()?;
+    }
+    let records = header.counts.answers as usize
+        + header.counts.authorities as usize
+        + header.counts.additionals as usize;
+    for _ in 0..records {
+        let start = decoder.index();
+        let record = hickory_proto::rr::Record::read(&mut decoder).ok()?;
+        if record.record_type() == RecordType::OPT {
+            // Owner "." is one byte; TYPE, CLASS, TTL and RDLENGTH are ten.
+            return (decoder.index() - start).checked_sub(11);
+        }
+    }
+    None
+}
+
+/// The client a query speaks for: its ECS prefix when it gives one (RFC 7871:
+/// source prefix 0 means "use the resolver's address"), else the source address.
+fn client_of(subnet: Option<ClientSubnet>, source: IpAddr) -> IpNet {
+    if let Some(s) = subnet
+        && s.source_prefix() > 0
+        && let Ok(net) = IpNet::new(s.addr(), s.source_prefix())
+    {
+        return net;
+    }
+    IpNet::from(source.to_canonical())
+}
+
+fn apply(response: &mut Message, answer: Answer, edns: Option<&RequestEdns>) {
+    response.metadata.response_code = answer.rcode;
+    response.metadata.authoritative = answer.authoritative;
+    response.answers = answer.answers;
+    response.authorities = answer.authorities;
+    response.additionals = answer.additionals;
+    set_opt(response, edns, answer.scope);
+}
+
+/// Adds our OPT record when the request had one, echoing ECS with `scope`
+/// (0 when the answer does not depend on the client).
+fn set_opt(response: &mut Message, edns: Option<&RequestEdns>, scope: Option<u8>) {
+    let Some(request) = edns else { return };
+    let mut ours = Edns::new();
+    ours.set_max_payload(OUR_UDP_PAYLOAD);
+    if let Some(subnet) = request.subnet {
+        let mut echo = subnet;
+        echo.set_scope_prefix(if subnet.source_prefix() == 0 {
+            0
+        } else {
+            scope.unwrap_or(0)
+        });
+        ours.options_mut().insert(EdnsOption::Subnet(echo));
+    }
+    response.set_edns(ours);
+}
+
+fn finish_error(mut response: Message, rcode: ResponseCode, payload: Option<u16>) -> Vec<u8> {
+    response.metadata.response_code = rcode;
+    if let Some(p) = payload {
+        let mut ours = Edns::new();
+        ours.set_max_payload(p);
+        response.set_edns(ours);
+    }
+    encode_within(response, usize::from(CLASSIC_UDP_PAYLOAD))
+}
+
+/// Encodes `response`; when it does not fit in `limit` bytes, sends the
+/// header, question and OPT with TC set instead, so the client retries over TCP.
+fn encode_within(mut response: Message, limit: usize) -> Vec<u8> {
+    if let Ok(bytes) = response.to_vec()
+        && bytes.len() <= limit
+    {
+        return bytes;
+    }
+    response.answers.clear();
+    response.authorities.clear();
+    response.additionals.clear();
+    response.metadata.truncation = true;
+    match response.to_vec() {
+        Ok(bytes) => bytes,
+        Err(_) => encode_bare(
+            response.metadata.id,
+            response.metadata.op_code,
+            ResponseCode::ServFail,
+        )
+        .unwrap_or_default(),
+    }
+}
+
+/// A response with only a header: for requests whose body cannot be decoded.
+fn encode_bare(id: u16, op_code: OpCode, rcode: ResponseCode) -> Option<Vec<u8>> {
+    let message = Message::error_msg(id, op_code, rcode);
+    let bytes = message.to_vec().ok()?;
+    debug_assert!(bytes.len() == HEADER_LEN);
+    Some(bytes)
+}

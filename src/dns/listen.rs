@@ -1,0 +1,115 @@
+//! UDP and TCP listeners: read a request, hand it to the [`Handler`], write the
+//! response. TCP uses RFC 7766 framing (two-byte length) and may pipeline.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tracing::{debug, warn};
+
+use super::{Handler, Transport};
+
+/// A TCP connection idle this long is closed (RFC 7766 section 6.2.3 suggests seconds).
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Large enough for any UDP request; longer datagrams are cut and then fail to parse.
+const UDP_BUFFER: usize = 4096;
+
+/// The sockets of one `--listen` address: UDP and TCP on the same port.
+pub struct Listeners {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+}
+
+impl Listeners {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// Serves both sockets until the task is dropped.
+    pub async fn serve(self, handler: Arc<Handler>) {
+        let udp = tokio::spawn(serve_udp(self.udp, Arc::clone(&handler)));
+        serve_tcp(self.tcp, handler).await;
+        udp.abort();
+    }
+}
+
+/// Binds UDP and TCP on `addr`. With port 0 the kernel picks the UDP port and
+/// TCP takes the same one, so one address serves both transports.
+pub async fn bind(addr: SocketAddr) -> io::Result<Listeners> {
+    const ATTEMPTS: usize = 20;
+    let mut last_error = None;
+    for _ in 0..ATTEMPTS {
+        let udp = UdpSocket::bind(addr).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok(Listeners { udp, tcp }),
+            Err(e) if addr.port() == 0 => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("no port free for both UDP and TCP")))
+}
+
+async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>) {
+    let mut buffer = vec![0u8; UDP_BUFFER];
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some systems; keep serving.
+                debug!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        if let Some(response) = handler.handle(&buffer[..len], peer.ip(), Transport::Udp)
+            && let Err(e) = socket.send_to(&response, peer).await
+        {
+            debug!(error = %e, %peer, "udp send failed");
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_connection(stream, peer, Arc::clone(&handler)));
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, handler: Arc<Handler>) {
+    let mut request = Vec::new();
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            _ => return,
+        };
+        request.resize(len, 0);
+        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut request)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let Some(response) = handler.handle(&request, peer.ip(), Transport::Tcp) else {
+            continue;
+        };
+        let Ok(frame_len) = u16::try_from(response.len()) else {
+            return;
+        };
+        let mut frame = Vec::with_capacity(response.len() + 2);
+        frame.extend_from_slice(&frame_len.to_be_bytes());
+        frame.extend_from_slice(&response);
+        if stream.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+}

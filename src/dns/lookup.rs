@@ -1,0 +1,197 @@
+//! Resolving one question against the loaded zones: RFC 1034 section 4.3.2
+//! for an authoritative server, with RFC 4592 wildcards, RFC 8482 ANY, and
+//! steered service names. Produces sections, not wire bytes.
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::HINFO;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use ipnet::IpNet;
+
+use super::Catalog;
+use crate::zone::{Family, Found, Node, Zone};
+
+/// The sections of an answer and what the header and ECS option must say.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+    /// ECS scope prefix length; `None` means the answer does not depend on the
+    /// client (scope 0).
+    pub scope: Option<u8>,
+}
+
+/// How many CNAMEs are followed inside a zone before giving up on a loop.
+const MAX_CNAME_HOPS: usize = 8;
+
+impl Catalog {
+    /// Answers `qname`/`qtype` for `client` (the ECS prefix or the source address).
+    pub fn lookup(&self, qname: &Name, qtype: RecordType, client: IpNet) -> Answer {
+        let Some((zone_index, zone)) = self.zones.zone_for(qname) else {
+            return Answer {
+                rcode: ResponseCode::Refused,
+                ..Answer::default()
+            };
+        };
+        let mut answer = Answer {
+            authoritative: true,
+            ..Answer::default()
+        };
+        let mut name = qname.clone();
+        for hop in 0..=MAX_CNAME_HOPS {
+            let lower = LowerName::new(&name);
+            let next = match zone.find(&lower) {
+                Found::Referral(ns) if qtype == RecordType::DS && ns.records[0].name == name => {
+                    // DS lives on the parent side of the cut: we have none.
+                    nodata(zone, &mut answer);
+                    None
+                }
+                Found::Referral(ns) => {
+                    if hop == 0 {
+                        referral(zone, &ns.records, &mut answer);
+                    }
+                    None
+                }
+                Found::NxDomain => {
+                    answer.rcode = ResponseCode::NXDomain;
+                    answer.authorities.push(zone.negative_soa.clone());
+                    None
+                }
+                Found::Node(node) | Found::Wildcard(node) => {
+                    self.answer_node(zone_index, zone, node, &name, qtype, client, &mut answer)
+                }
+            };
+            match next {
+                Some(target) if zone.origin.zone_of(&target) => name = target,
+                _ => break,
+            }
+        }
+        answer
+    }
+
+    /// Fills `answer` from one node; returns a CNAME target to follow.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_node(
+        &self,
+        zone_index: usize,
+        zone: &Zone,
+        node: &Node,
+        owner: &Name,
+        qtype: RecordType,
+        client: IpNet,
+        answer: &mut Answer,
+    ) -> Option<Name> {
+        if qtype == RecordType::ANY {
+            answer.answers.push(rfc8482_hinfo(owner, zone.default_ttl));
+            return None;
+        }
+        if let (Some(service_index), Some(family)) = (node.service, family_of(qtype)) {
+            self.answer_service(zone_index, zone, service_index, family, client, answer);
+            return None;
+        }
+        if qtype != RecordType::CNAME
+            && let Some(cname) = node.rrset(RecordType::CNAME)
+        {
+            let record = with_owner(&cname.records[0], owner);
+            let target = match &record.data {
+                RData::CNAME(c) => c.0.clone(),
+                _ => return None,
+            };
+            answer.answers.push(record);
+            return Some(target);
+        }
+        match node.rrset(qtype) {
+            Some(set) => {
+                answer
+                    .answers
+                    .extend(set.records.iter().map(|r| with_owner(r, owner)));
+                add_target_addresses(zone, &set.records, &mut answer.additionals);
+            }
+            None => nodata(zone, answer),
+        }
+        None
+    }
+
+    fn answer_service(
+        &self,
+        zone_index: usize,
+        zone: &Zone,
+        service_index: usize,
+        family: Family,
+        client: IpNet,
+        answer: &mut Answer,
+    ) {
+        let service = &zone.services[service_index];
+        let table = &self.tables[zone_index][service_index];
+        match table.decide(service, client, family) {
+            Some(decision) => {
+                answer
+                    .answers
+                    .extend_from_slice(service.records(decision.mirror, family));
+                answer.scope = Some(decision.scope);
+            }
+            None => nodata(zone, answer),
+        }
+    }
+}
+
+fn family_of(qtype: RecordType) -> Option<Family> {
+    match qtype {
+        RecordType::A => Some(Family::V4),
+        RecordType::AAAA => Some(Family::V6),
+        _ => None,
+    }
+}
+
+fn nodata(zone: &Zone, answer: &mut Answer) {
+    answer.authorities.push(zone.negative_soa.clone());
+}
+
+/// A referral: not authoritative, the child's NS set in authority, glue in additional.
+fn referral(zone: &Zone, ns: &[Record], answer: &mut Answer) {
+    answer.authoritative = false;
+    answer.authorities.extend_from_slice(ns);
+    add_target_addresses(zone, ns, &mut answer.additionals);
+}
+
+/// RFC 8482 section 4.2: answer ANY with one synthesised HINFO record.
+fn rfc8482_hinfo(owner: &Name, ttl: u32) -> Record {
+    Record::from_rdata(
+        owner.clone(),
+        ttl,
+        RData::HINFO(HINFO::new("RFC8482".to_string(), String::new())),
+    )
+}
+
+/// Wildcard answers carry the asked name as owner (RFC 4592 section 3.3.1).
+fn with_owner(record: &Record, owner: &Name) -> Record {
+    let mut r = record.clone();
+    if r.name != *owner {
+        r.name = owner.clone();
+    }
+    r
+}
+
+/// In-zone addresses of NS, MX and SRV targets (glue and additional section processing).
+fn add_target_addresses(zone: &Zone, records: &[Record], additionals: &mut Vec<Record>) {
+    for record in records {
+        let target = match &record.data {
+            RData::NS(ns) => &ns.0,
+            RData::MX(mx) => &mx.exchange,
+            RData::SRV(srv) => &srv.target,
+            _ => continue,
+        };
+        if !zone.origin.zone_of(target) {
+            continue;
+        }
+        if let Some(node) = zone.node(&LowerName::new(target)) {
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                if let Some(set) = node.rrset(rtype) {
+                    additionals.extend(set.records.iter().cloned());
+                }
+            }
+        }
+    }
+}

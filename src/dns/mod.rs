@@ -1,0 +1,29 @@
+//! The DNS front end: everything that knows the wire format.
+//!
+//! - `handler`: one request in wire bytes → one response in wire bytes
+//!   (header flags, EDNS, ECS, truncation, error rcodes).
+//! - `lookup`: one question → answer sections, from a [`Catalog`].
+//! - `listen`: the UDP and TCP sockets.
+//!
+//! It asks [`crate::steering`] which mirror answers a service name and never
+//! how that was decided.
+
+mod handler;
+mod listen;
+mod lookup;
+
+use std::sync::Arc;
+
+pub use handler::{Handler, Transport};
+pub use listen::{Listeners, bind};
+pub use lookup::Answer;
+
+use crate::steering::ServiceTable;
+use crate::zone::ZoneSet;
+
+/// One consistent snapshot to answer from: the zones and, for each service of
+/// each zone (same order as [`ZoneSet::zones`]), its steering table.
+pub struct Catalog {
+    pub zones: ZoneSet,
+    pub tables: Vec<Vec<Arc<ServiceTable>>>,
+}

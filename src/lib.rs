@@ -1,0 +1,21 @@
+//! mirrordns: an authoritative DNS server that answers each client network
+//! with the mirror that is fastest for it, learned from measured latency.
+//!
+//! # Layout
+//!
+//! - [`zone`]: the YAML zone format, its validation (errors with file, line
+//!   and column) and the immutable zones the server answers from.
+//! - [`dns`]: the DNS front end: wire bytes in, wire bytes out (flags, EDNS,
+//!   ECS, truncation), the zone lookup, and the UDP/TCP listeners.
+//! - [`steering`]: which mirror answers which client; knows nothing of DNS
+//!   wire formats or HTTP.
+//! - [`api`]: the HTTP control API (health, reload) and its bearer token.
+//! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
+//!   listeners.
+//! - `main.rs`: the command line only.
+
+pub mod api;
+pub mod app;
+pub mod dns;
+pub mod steering;
+pub mod zone;

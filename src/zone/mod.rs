@@ -1,0 +1,350 @@
+//! Zones: the YAML file format (SPEC section 6), its validation, and the
+//! immutable in-memory zone that the DNS front end answers from.
+//!
+//! A [`ZoneSet`] is one consistent snapshot of every loaded zone; a reload
+//! builds a new one and swaps it in whole, so a query never sees a mix.
+
+mod error;
+mod parse;
+mod positions;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use ipnet::IpNet;
+
+pub use error::{Position, ZoneError, ZoneErrors};
+
+/// One authoritative zone, validated.
+#[derive(Debug)]
+pub struct Zone {
+    pub origin: Name,
+    pub file: PathBuf,
+    /// The SOA record, with the TTL used for negative answers (RFC 2308: the
+    /// lesser of the SOA's own TTL and its MINIMUM).
+    pub soa: Record,
+    pub negative_soa: Record,
+    pub default_ttl: u32,
+    nodes: HashMap<LowerName, Node>,
+    has_delegations: bool,
+    has_wildcards: bool,
+    pub services: Vec<Arc<Service>>,
+}
+
+/// Everything at one owner name. A node with no RRsets and no service is an
+/// empty non-terminal: it exists (NODATA, not NXDOMAIN) because names below it do.
+#[derive(Debug, Default)]
+pub struct Node {
+    pub rrsets: Vec<RRset>,
+    /// Index into [`Zone::services`] when this name is steered.
+    pub service: Option<usize>,
+    /// NS records here, below the apex: a zone cut.
+    pub delegation: bool,
+}
+
+#[derive(Debug)]
+pub struct RRset {
+    pub record_type: RecordType,
+    pub records: Vec<Record>,
+}
+
+impl Node {
+    pub fn rrset(&self, record_type: RecordType) -> Option<&RRset> {
+        self.rrsets.iter().find(|r| r.record_type == record_type)
+    }
+
+    pub fn is_empty_non_terminal(&self) -> bool {
+        self.rrsets.is_empty() && self.service.is_none()
+    }
+}
+
+/// A steered name: its mirrors and how the steering engine should treat it.
+#[derive(Debug)]
+pub struct Service {
+    /// Absolute name, e.g. `www.example.test.`
+    pub name: Name,
+    pub ttl: u32,
+    pub mirrors: Vec<Mirror>,
+    pub clusters: ClusterConfig,
+    pub max_age_s: u64,
+    pub switch_margin: SwitchMargin,
+}
+
+impl Service {
+    /// The answer records for `mirror` in the asked family (empty when the
+    /// mirror has no address of that family).
+    pub fn records(&self, mirror: usize, family: Family) -> &[Record] {
+        let m = &self.mirrors[mirror];
+        match family {
+            Family::V4 => &m.a_records,
+            Family::V6 => &m.aaaa_records,
+        }
+    }
+
+    pub fn has_family(&self, family: Family) -> bool {
+        (0..self.mirrors.len()).any(|m| !self.records(m, family).is_empty())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Mirror {
+    pub name: String,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+    pub capacity_qps: Option<u64>,
+    pub health: Option<HealthCheck>,
+    /// The answer RRsets, built once at load so answering only copies them.
+    a_records: Vec<Record>,
+    aaaa_records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub interval_s: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthProbe {
+    Tcp { address: IpAddr, port: u16 },
+    Http { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub initial_v4: u8,
+    pub initial_v6: u8,
+    pub block_v4: u8,
+    pub block_v6: u8,
+    /// Operator-supplied prefixes (e.g. BGP announcements) that set the length
+    /// of a new cluster; empty when none were given.
+    pub prefixes: Arc<Vec<IpNet>>,
+}
+
+impl ClusterConfig {
+    pub fn initial(&self, family: Family) -> u8 {
+        match family {
+            Family::V4 => self.initial_v4,
+            Family::V6 => self.initial_v6,
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            initial_v4: 16,
+            initial_v6: 32,
+            block_v4: 24,
+            block_v6: 48,
+            prefixes: Arc::new(Vec::new()),
+        }
+    }
+}
+
+/// Switch a complete cluster only when the new mirror is faster by more than
+/// both the absolute and the relative margin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SwitchMargin {
+    pub ms: f64,
+    pub percent: f64,
+}
+
+impl Default for SwitchMargin {
+    fn default() -> Self {
+        SwitchMargin {
+            ms: 5.0,
+            percent: 10.0,
+        }
+    }
+}
+
+/// What a name resolves to inside one zone, before any wire encoding.
+pub enum Found<'z> {
+    /// The name exists here (possibly as an empty non-terminal).
+    Node(&'z Node),
+    /// The name does not exist but a wildcard covers it.
+    Wildcard(&'z Node),
+    /// The name is at or below a zone cut: refer to the child's NS set.
+    Referral(&'z RRset),
+    NxDomain,
+}
+
+impl Zone {
+    /// Resolves `name` (which must be at or below the origin) per RFC 1034
+    /// section 4.3.2, with RFC 4592 wildcards.
+    pub fn find(&self, name: &LowerName) -> Found<'_> {
+        if self.has_delegations
+            && let Some(found) = self.find_cut(name)
+        {
+            return found;
+        }
+        if let Some(node) = self.nodes.get(name) {
+            return Found::Node(node);
+        }
+        if self.has_wildcards
+            && let Some(node) = self.find_wildcard(name)
+        {
+            return Found::Wildcard(node);
+        }
+        Found::NxDomain
+    }
+
+    pub fn node(&self, name: &LowerName) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    /// The highest zone cut between the origin (exclusive) and `name` (inclusive).
+    fn find_cut(&self, name: &LowerName) -> Option<Found<'_>> {
+        let origin_labels = self.origin.num_labels();
+        let mut highest = None;
+        let mut current = name.clone();
+        while current.num_labels() > origin_labels {
+            if let Some(node) = self.nodes.get(&current)
+                && node.delegation
+            {
+                highest = Some(node);
+            }
+            current = current.base_name();
+        }
+        highest?.rrset(RecordType::NS).map(Found::Referral)
+    }
+
+    /// RFC 4592: the source of synthesis is `*.` + the closest encloser, and
+    /// only when the closest encloser is not the name itself.
+    fn find_wildcard(&self, name: &LowerName) -> Option<&Node> {
+        let mut encloser = name.base_name();
+        while !self.nodes.contains_key(&encloser) {
+            if encloser.num_labels() <= self.origin.num_labels() {
+                return None;
+            }
+            encloser = encloser.base_name();
+        }
+        let wildcard = LowerName::new(
+            &Name::from_ascii("*")
+                .ok()?
+                .append_domain(&encloser.into())
+                .ok()?,
+        );
+        self.nodes.get(&wildcard)
+    }
+}
+
+/// Every loaded zone, longest origin first so a child zone wins over its parent.
+#[derive(Debug, Default)]
+pub struct ZoneSet {
+    zones: Vec<Arc<Zone>>,
+}
+
+impl ZoneSet {
+    pub fn new(mut zones: Vec<Arc<Zone>>) -> Self {
+        zones.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
+        ZoneSet { zones }
+    }
+
+    /// The most specific zone that holds `name`, with its index in [`Self::zones`].
+    pub fn zone_for(&self, name: &Name) -> Option<(usize, &Arc<Zone>)> {
+        self.zones
+            .iter()
+            .enumerate()
+            .find(|(_, z)| z.origin.zone_of(name))
+    }
+
+    pub fn zones(&self) -> &[Arc<Zone>] {
+        &self.zones
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.zones.iter().flat_map(|z| z.services.iter())
+    }
+}
+
+/// Loads and validates every zone in `paths` (files, or directories of
+/// `*.yaml`); any error in any file rejects the whole set.
+pub fn load_paths(paths: &[PathBuf]) -> Result<ZoneSet, ZoneErrors> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match zone_files(path) {
+            Ok(found) => files.extend(found),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut zones: Vec<Arc<Zone>> = Vec::new();
+    for file in &files {
+        match load_file(file) {
+            Ok(zone) => {
+                if let Some(other) = zones.iter().find(|z| z.origin == zone.origin) {
+                    errors.push(ZoneError::new(
+                        file,
+                        None,
+                        format!(
+                            "zone {} is also loaded from {}",
+                            zone.origin,
+                            other.file.display()
+                        ),
+                    ));
+                }
+                zones.push(Arc::new(zone));
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ZoneErrors(errors));
+    }
+    Ok(ZoneSet::new(zones))
+}
+
+/// Loads and validates one zone file.
+pub fn load_file(path: &Path) -> Result<Zone, ZoneErrors> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        ZoneErrors(vec![ZoneError::new(
+            path,
+            None,
+            format!("cannot read: {e}"),
+        )])
+    })?;
+    parse::parse_zone(path, &source)
+}
+
+fn zone_files(path: &Path) -> Result<Vec<PathBuf>, ZoneError> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| ZoneError::new(path, None, format!("cannot read: {e}")))?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| ZoneError::new(path, None, format!("cannot list: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+                && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
