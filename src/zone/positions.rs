@@ -143,7 +143,7 @@ mod tests {
             index.find("records/mail/1/value"),
             Some(Position {
                 line: 5,
-                column: 28
+                column: 26
             })
         );
         assert_eq!(
