@@ -1,5 +1,6 @@
 //! The `mirrordns` command line: parses arguments and calls into the library.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -344,8 +344,14 @@ impl NodesBuilder {
     ) -> Option<Zone> {
         let origin = cx.origin.clone();
         self.check_apex(cx);
+        self.add(
+            origin.clone(),
+            Entry {
+                path: "soa".to_string(),
+                record: soa.clone(),
+            },
+        );
         let mut nodes: HashMap<LowerName, Node> = HashMap::new();
-        nodes.insert(LowerName::new(&origin), Node::default());
         for owner in &self.owners {
             let entries = self.entries.remove(owner).unwrap_or_default();
             let node = build_node(cx, owner, &origin, entries, self.services.get(owner));

@@ -1,0 +1,281 @@
+//! Test harness: runs the real `mirrordns` binary on ephemeral loopback ports
+//! and talks to it as a user would, over DNS (UDP and TCP) and HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// A running `mirrordns serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub dns: SocketAddr,
+    pub api: SocketAddr,
+    pub state_dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// The zone fixtures shipped with the tests.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+impl Server {
+    /// Serves the zones at `zones` (a file or directory) with the API token
+    /// given through the environment.
+    pub fn start(zones: &Path) -> Server {
+        Server::start_with(zones, &[], Some(TOKEN))
+    }
+
+    pub fn start_with(zones: &Path, extra: &[&str], token: Option<&str>) -> Server {
+        let state_dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mirrordns"));
+        command
+            .arg("serve")
+            .arg("--zones")
+            .arg(zones)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+                "--state-dir",
+            ])
+            .arg(state_dir.path())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("MIRRORDNS_API_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            command.env("MIRRORDNS_API_TOKEN", t);
+        }
+        let mut child = command.spawn().expect("spawn mirrordns");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            dns: "0.0.0.0:0".parse().unwrap(),
+            api: "0.0.0.0:0".parse().unwrap(),
+            state_dir,
+            logs,
+        };
+        server.dns = server.wait_for_address("dns listening on ");
+        server.api = server.wait_for_address("api listening on ");
+        server
+    }
+
+    fn wait_for_address(&mut self, marker: &str) -> SocketAddr {
+        let found = self.wait_for_log(marker, Duration::from_secs(20));
+        let rest = &found[found.find(marker).unwrap() + marker.len()..];
+        rest.split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .expect("address in log")
+    }
+
+    /// Waits until a log line contains `text` and returns it.
+    pub fn wait_for_log(&mut self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.logs.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "server exited ({status}) before logging {text:?}:\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn query(&self, name: &str, rtype: RecordType) -> Message {
+        self.udp(&query(name, rtype)).expect("an answer")
+    }
+
+    /// Sends `message` over UDP; `None` when no answer came within a second.
+    pub fn udp(&self, message: &Message) -> Option<Message> {
+        let bytes = self.udp_raw(&message.to_vec().unwrap())?;
+        Some(Message::from_vec(&bytes).expect("a well-formed response"))
+    }
+
+    pub fn udp_raw(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        socket.send_to(bytes, self.dns).unwrap();
+        let mut buffer = vec![0u8; 65535];
+        let (len, _) = socket.recv_from(&mut buffer).ok()?;
+        buffer.truncate(len);
+        Some(buffer)
+    }
+
+    pub fn tcp(&self, message: &Message) -> Message {
+        let mut stream = TcpStream::connect(self.dns).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let bytes = message.to_vec().unwrap();
+        stream
+            .write_all(&(bytes.len() as u16).to_be_bytes())
+            .unwrap();
+        stream.write_all(&bytes).unwrap();
+        read_tcp_message(&mut stream)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.api, path)
+    }
+
+    /// POSTs to the API with the test token; returns status and body.
+    pub fn post(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let client = reqwest::blocking::Client::new();
+        let mut request = client.post(self.url(path));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().expect("api request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::blocking::get(self.url(path)).expect("api request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(serde_json::Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_tcp_message(stream: &mut TcpStream) -> Message {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).unwrap();
+    Message::from_vec(&body).unwrap()
+}
+
+/// A plain query, no EDNS, recursion not desired (as `dig +norec`).
+pub fn query(name: &str, rtype: RecordType) -> Message {
+    let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    message
+}
+
+/// A query with EDNS and the given UDP payload size.
+pub fn edns_query(name: &str, rtype: RecordType, payload: u16) -> Message {
+    let mut message = query(name, rtype);
+    let mut edns = Edns::new();
+    edns.set_max_payload(payload);
+    message.set_edns(edns);
+    message
+}
+
+/// A query carrying an ECS option for `subnet` (e.g. "10.2.3.0/24").
+pub fn ecs_query(name: &str, rtype: RecordType, subnet: &str) -> Message {
+    let mut message = edns_query(name, rtype, 1232);
+    let ecs: ClientSubnet = subnet.parse().unwrap();
+    message
+        .edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Subnet(ecs));
+    message
+}
+
+/// The ECS option echoed in a response: (source prefix, scope prefix).
+pub fn ecs_echo(response: &Message) -> Option<(u8, u8)> {
+    let edns = response.edns.as_ref()?;
+    match edns.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
+
+/// The answer section as presentation text, e.g. `["www.example.test. 30 A 192.0.2.1"]`.
+pub fn answers(response: &Message) -> Vec<String> {
+    response.answers.iter().map(record_text).collect()
+}
+
+pub fn authorities(response: &Message) -> Vec<String> {
+    response.authorities.iter().map(record_text).collect()
+}
+
+pub fn additionals(response: &Message) -> Vec<String> {
+    response.additionals.iter().map(record_text).collect()
+}
+
+fn record_text(r: &hickory_proto::rr::Record) -> String {
+    format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data)
+}
+
+/// The A or AAAA addresses of the answer section.
+pub fn addresses(response: &Message) -> Vec<String> {
+    response
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            RData::AAAA(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes `text` as a zone file in a fresh directory and returns both.
+pub fn zone_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
