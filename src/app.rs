@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 use crate::api;
 use crate::dns::{self, Catalog, Handler};
-use crate::steering::Steering;
+use crate::steering::Engine;
 use crate::zone::{self, ZoneErrors};
 
 /// What `mirrordns serve` was asked to do.
@@ -28,7 +28,7 @@ pub struct Config {
 /// The running server's zones and steering state.
 pub struct App {
     zone_paths: Vec<PathBuf>,
-    steering: Steering,
+    engine: Arc<Engine>,
     handler: Arc<Handler>,
     reload_lock: Mutex<()>,
 }
@@ -43,14 +43,18 @@ pub struct Loaded {
 impl App {
     pub fn load(zone_paths: Vec<PathBuf>) -> Result<App, ZoneErrors> {
         let zones = zone::load_paths(&zone_paths)?;
-        let steering = Steering::default();
-        let tables = steering.bind(&zones);
+        let engine = Arc::new(Engine::default());
+        let steering = engine.bind(&zones);
         Ok(App {
             zone_paths,
-            steering,
-            handler: Arc::new(Handler::new(Catalog { zones, tables })),
+            engine,
+            handler: Arc::new(Handler::new(Catalog { zones, steering })),
             reload_lock: Mutex::new(()),
         })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn handler(&self) -> Arc<Handler> {
@@ -66,8 +70,8 @@ impl App {
             zones: zones.zones().len(),
             services: zones.services().count(),
         };
-        let tables = self.steering.bind(&zones);
-        self.handler.swap(Catalog { zones, tables });
+        let steering = self.engine.bind(&zones);
+        self.handler.swap(Catalog { zones, steering });
         Ok(loaded)
     }
 

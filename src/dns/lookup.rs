@@ -124,8 +124,8 @@ impl Catalog {
         answer: &mut Answer,
     ) {
         let service = &zone.services[service_index];
-        let table = &self.tables[zone_index][service_index];
-        match table.decide(service, client, family) {
+        let handle = &self.steering[zone_index][service_index];
+        match handle.decide(client, family) {
             Some(decision) => {
                 answer
                     .answers

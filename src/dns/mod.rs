@@ -12,18 +12,16 @@ mod handler;
 mod listen;
 mod lookup;
 
-use std::sync::Arc;
-
 pub use handler::{Handler, Transport};
 pub use listen::{Listeners, bind};
 pub use lookup::Answer;
 
-use crate::steering::ServiceTable;
+use crate::steering::ServiceHandle;
 use crate::zone::ZoneSet;
 
 /// One consistent snapshot to answer from: the zones and, for each service of
-/// each zone (same order as [`ZoneSet::zones`]), its steering table.
+/// each zone (same order as [`ZoneSet::zones`]), its steering handle.
 pub struct Catalog {
     pub zones: ZoneSet,
-    pub tables: Vec<Vec<Arc<ServiceTable>>>,
+    pub steering: Vec<Vec<ServiceHandle>>,
 }

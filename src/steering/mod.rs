@@ -1,89 +1,454 @@
-//! Steering: which mirror answers a client of a service, and how widely that
-//! answer holds (the ECS scope). Pure decisions, no I/O, no wire formats: the
-//! DNS front end hands in a client prefix and a family and gets a mirror index
-//! back, as gdnsd's core asks a plugin.
+//! Steering: which mirror answers a client of a service, learned from
+//! measured latency (SPEC section 2, the method of the patent claims). Pure
+//! and synchronous: no I/O, no wire formats. The DNS front end asks a
+//! [`ServiceHandle`] for a decision, as gdnsd's core asks a plugin; the API
+//! feeds measurements to the [`Engine`].
 //!
-//! This first version answers every client round robin across the mirrors
-//! that have an address of the asked family, with the scope of the cluster the
-//! client will belong to (the configured initial length). Clusters, learning
-//! and splitting build on this interface.
+//! - `measurements`: RTTs per mirror (site) and sub-block, shared by services.
+//! - `decision`: the rules: ranking, hysteresis, completeness, splitting.
+//! - `table`: a service's cluster tries and how the rules change them.
+//!
+//! Concurrency: each service's clusters sit behind one `RwLock`. Answering a
+//! client whose sub-block is known takes only the read lock (query counters
+//! are atomics); a batch takes the write lock per service for the time it
+//! takes to re-decide the clusters it touched, never across a whole batch of
+//! services, and measurements are stored under a lock of their own first.
+//! Copy-on-write snapshots would spare readers even that short wait, at the
+//! price of copying a table of a million clusters per batch.
 
-use std::collections::HashMap;
+mod decision;
+mod measurements;
+mod table;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
+
+pub use decision::Score;
+pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
+pub use table::Decision;
+
+use measurements::MeasurementStore;
+use table::{Clusters, OperatorPrefixes, ServiceConfig, family_index};
 
 use crate::zone::{Family, Service, ZoneSet};
 
-/// The answer for one query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    /// Index into the service's mirrors.
-    pub mirror: usize,
-    /// The prefix length of the cluster that decided: every client inside
-    /// that prefix gets the same answer, so resolvers may cache it that widely.
-    pub scope: u8,
+/// Measurements may be stamped at most this far ahead of our clock (agents'
+/// clocks drift a little); beyond it a time is "in the future" and rejected.
+const CLOCK_SKEW: Seconds = 5;
+/// The largest plausible RTT, in milliseconds.
+const MAX_RTT_MS: f64 = 60_000.0;
+
+pub fn now() -> Seconds {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-/// The learned state of one service; it outlives zone reloads as long as the
-/// service keeps its name.
-#[derive(Debug, Default)]
+/// The learned state of every service and every mirror.
+#[derive(Default)]
+pub struct Engine {
+    store: RwLock<MeasurementStore>,
+    bindings: RwLock<Bindings>,
+    tables: Mutex<BTreeMap<String, Arc<ServiceTable>>>,
+}
+
+/// Which services use which mirror, as of the last zone load.
+#[derive(Default)]
+struct Bindings {
+    mirror_ids: HashMap<String, MirrorId>,
+    mirror_names: Vec<String>,
+    services_of: HashMap<MirrorId, Vec<Arc<ServiceTable>>>,
+}
+
+/// One service's clusters; outlives zone reloads while the service keeps its name.
 pub struct ServiceTable {
-    next: AtomicUsize,
+    clusters: RwLock<Clusters>,
+    config: RwLock<Arc<ServiceConfig>>,
+    zone: RwLock<String>,
 }
 
-impl ServiceTable {
-    /// Decides the answer for `client` asking for `family` addresses; `None`
-    /// when no mirror of the service has an address of that family.
-    pub fn decide(&self, service: &Service, client: IpNet, family: Family) -> Option<Decision> {
-        let candidates = service
-            .mirrors
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !service.records(*i, family).is_empty());
-        let count = candidates.clone().count();
-        if count == 0 {
+/// A service as one zone snapshot sees it: its table and its configuration.
+#[derive(Clone)]
+pub struct ServiceHandle {
+    table: Arc<ServiceTable>,
+    config: Arc<ServiceConfig>,
+}
+
+impl ServiceHandle {
+    /// The mirror (an index into the service's mirrors) that answers `client`
+    /// asking for `family` addresses; `None` when no mirror has an address of
+    /// that family.
+    pub fn decide(&self, client: IpNet, family: Family) -> Option<Decision> {
+        let wanted = self.config.family_masks[family_index(family)];
+        if wanted == 0 {
             return None;
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        let (mirror, _) = candidates.clone().nth(turn)?;
-        let client_family = Family::of(client.addr());
-        let scope = service.clusters.initial(client_family);
-        Some(Decision { mirror, scope })
+        if let Some(d) =
+            table::answer_known(&self.table.clusters.read(), &self.config, &client, wanted)
+        {
+            return Some(d);
+        }
+        table::answer_new(
+            &mut self.table.clusters.write(),
+            &self.config,
+            &client,
+            wanted,
+        )
     }
 }
 
-/// All service tables, by service name.
-#[derive(Default)]
-pub struct Steering {
-    tables: Mutex<HashMap<String, Arc<ServiceTable>>>,
+/// One measurement as a client of the API sends it, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct MeasurementRequest {
+    pub mirror: String,
+    pub client: String,
+    pub rtt_ms: Option<f64>,
+    pub timeout: bool,
+    pub method: Option<String>,
+    pub time: Option<Seconds>,
 }
 
-impl Steering {
-    /// The tables for every service of `zones`, zone by zone in the set's
-    /// order: existing tables are kept (a reload keeps what was learned),
-    /// new services get empty ones, and tables of services that are gone are dropped.
-    pub fn bind(&self, zones: &ZoneSet) -> Vec<Vec<Arc<ServiceTable>>> {
+/// Why a batch was refused; nothing of it was applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchError {
+    pub index: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "measurements[{}]: {}", self.index, self.reason)
+    }
+}
+
+struct Validated {
+    mirror: MirrorId,
+    client: IpNet,
+    measurement: Measurement,
+}
+
+/// Probe work for a mirror: a target to measure and the sub-block it stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub target: IpNet,
+    pub block: IpNet,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub zone: String,
+    pub mirrors: Vec<String>,
+    pub clusters: usize,
+    pub complete: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterView {
+    pub prefix: IpNet,
+    pub complete: bool,
+    pub mirror: Option<String>,
+    /// Latency per mirror as the decision uses it; unmeasured mirrors absent.
+    pub rtt: Vec<(String, Score)>,
+    pub blocks: usize,
+    pub queries: u64,
+}
+
+impl Engine {
+    /// The handles for every service of `zones`, zone by zone in the set's
+    /// order. Tables of services that still exist keep what they learned;
+    /// tables of services that are gone are dropped.
+    pub fn bind(&self, zones: &ZoneSet) -> Vec<Vec<ServiceHandle>> {
         let mut tables = self.tables.lock();
-        let mut kept = HashMap::new();
-        let bound = zones
+        let mut bindings = self.bindings.write();
+        let mut kept = BTreeMap::new();
+        let mut services_of: HashMap<MirrorId, Vec<Arc<ServiceTable>>> = HashMap::new();
+        let handles = zones
             .zones()
             .iter()
             .map(|zone| {
                 zone.services
                     .iter()
                     .map(|service| {
-                        let key = service.name.to_ascii().to_ascii_lowercase();
-                        let table = tables.get(&key).cloned().unwrap_or_default();
-                        kept.insert(key, Arc::clone(&table));
-                        table
+                        let config = Arc::new(service_config(service, &mut bindings));
+                        let table = self.table_for(&tables, &config, &zone.origin.to_ascii());
+                        for id in &config.mirror_ids {
+                            services_of.entry(*id).or_default().push(Arc::clone(&table));
+                        }
+                        kept.insert(config.name.clone(), Arc::clone(&table));
+                        ServiceHandle { table, config }
                     })
                     .collect()
             })
             .collect();
+        bindings.services_of = services_of;
         *tables = kept;
-        bound
+        handles
     }
+
+    /// The existing table of the service, re-decided when its mirrors changed,
+    /// or a new one.
+    fn table_for(
+        &self,
+        tables: &BTreeMap<String, Arc<ServiceTable>>,
+        config: &Arc<ServiceConfig>,
+        zone: &str,
+    ) -> Arc<ServiceTable> {
+        let Some(table) = tables.get(&config.name) else {
+            return Arc::new(ServiceTable {
+                clusters: RwLock::new(Clusters::default()),
+                config: RwLock::new(Arc::clone(config)),
+                zone: RwLock::new(zone.to_string()),
+            });
+        };
+        let mirrors_changed = table.config.read().mirror_ids != config.mirror_ids;
+        *table.config.write() = Arc::clone(config);
+        *table.zone.write() = zone.to_string();
+        if mirrors_changed {
+            let mut clusters = table.clusters.write();
+            let all: BTreeSet<IpNet> = clusters.iter().map(|(p, _)| p).collect();
+            table::reevaluate(&mut clusters, config, &self.store.read(), now(), all);
+        }
+        Arc::clone(table)
+    }
+
+    /// Validates a whole batch, then applies it: all or nothing.
+    pub fn apply(&self, batch: &[MeasurementRequest], now: Seconds) -> Result<usize, BatchError> {
+        let valid = {
+            let bindings = self.bindings.read();
+            batch
+                .iter()
+                .enumerate()
+                .map(|(index, m)| {
+                    validate(m, &bindings, now).map_err(|reason| BatchError { index, reason })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        self.record(&valid, now);
+        Ok(valid.len())
+    }
+
+    fn record(&self, batch: &[Validated], now: Seconds) {
+        let bindings = self.bindings.read();
+        let mut per_table: Vec<(Arc<ServiceTable>, BTreeSet<IpNet>)> = Vec::new();
+        {
+            let mut store = self.store.write();
+            for m in batch {
+                for table in bindings.services_of.get(&m.mirror).into_iter().flatten() {
+                    let block = table.config.read().block_of(&m.client);
+                    store.record(block, m.mirror, m.measurement);
+                    match per_table.iter_mut().find(|(t, _)| Arc::ptr_eq(t, table)) {
+                        Some((_, blocks)) => {
+                            blocks.insert(block);
+                        }
+                        None => per_table.push((Arc::clone(table), BTreeSet::from([block]))),
+                    }
+                }
+            }
+        }
+        let store = self.store.read();
+        for (table, blocks) in per_table {
+            let config = Arc::clone(&table.config.read());
+            let mut clusters = table.clusters.write();
+            let dirty = table::register_measured(&mut clusters, &config, &blocks);
+            table::reevaluate(&mut clusters, &config, &store, now, dirty);
+        }
+    }
+
+    /// Probe work for `mirror`: sub-blocks of every service using it that lack
+    /// a fresh measurement from it, never-measured and oldest first, one target
+    /// per sub-block, at most `limit`. `None` for an unknown mirror.
+    pub fn probes(&self, mirror: &str, now: Seconds, limit: usize) -> Option<Vec<Probe>> {
+        let bindings = self.bindings.read();
+        let id = *bindings.mirror_ids.get(mirror)?;
+        let store = self.store.read();
+        let mut wanted: BTreeMap<IpNet, (Seconds, IpNet)> = BTreeMap::new();
+        for table in bindings.services_of.get(&id).into_iter().flatten() {
+            let config = table.config.read();
+            let clusters = table.clusters.read();
+            for (_, cluster) in clusters.iter() {
+                for (block, info) in &cluster.blocks {
+                    let last = store.get(block).and_then(|m| m.get(id));
+                    if last.is_some_and(|m| m.is_fresh(now, config.max_age)) {
+                        continue;
+                    }
+                    let age_key = last.map_or(0, |m| m.time);
+                    wanted
+                        .entry(*block)
+                        .or_insert((age_key, info.target.unwrap_or(*block)));
+                }
+            }
+        }
+        let mut probes: Vec<(Seconds, Probe)> = wanted
+            .into_iter()
+            .map(|(block, (time, target))| (time, Probe { target, block }))
+            .collect();
+        probes.sort_by_key(|(time, p)| (*time, p.block));
+        Some(probes.into_iter().take(limit).map(|(_, p)| p).collect())
+    }
+
+    pub fn services(&self) -> Vec<ServiceSummary> {
+        self.tables
+            .lock()
+            .values()
+            .map(|table| {
+                let config = table.config.read();
+                let clusters = table.clusters.read();
+                ServiceSummary {
+                    name: config.name.clone(),
+                    zone: table.zone.read().clone(),
+                    mirrors: config.mirror_names.clone(),
+                    clusters: clusters.len(),
+                    complete: clusters.iter().filter(|(_, c)| c.is_complete()).count(),
+                }
+            })
+            .collect()
+    }
+
+    /// The learned table of the service named `fqdn` (with or without the final dot).
+    pub fn clusters(&self, fqdn: &str, now: Seconds) -> Option<(String, Vec<ClusterView>)> {
+        let table = Arc::clone(self.tables.lock().get(&normalize_name(fqdn))?);
+        let config = Arc::clone(&table.config.read());
+        let bindings = self.bindings.read();
+        let store = self.store.read();
+        let clusters = table.clusters.read();
+        let views = clusters
+            .iter()
+            .map(|(prefix, cluster)| {
+                let scores = table::cluster_scores(cluster, &store, &config, now);
+                ClusterView {
+                    prefix,
+                    complete: cluster.is_complete(),
+                    mirror: cluster
+                        .ranking
+                        .first()
+                        .map(|id| bindings.mirror_names[usize::from(*id)].clone()),
+                    rtt: config
+                        .mirror_names
+                        .iter()
+                        .zip(scores)
+                        .filter(|(_, s)| *s != Score::Unknown)
+                        .map(|(n, s)| (n.clone(), s))
+                        .collect(),
+                    blocks: cluster.blocks.len(),
+                    queries: cluster
+                        .blocks
+                        .values()
+                        .map(|b| b.queries.load(std::sync::atomic::Ordering::Relaxed))
+                        .sum(),
+                }
+            })
+            .collect();
+        Some((config.name.clone(), views))
+    }
+}
+
+fn normalize_name(fqdn: &str) -> String {
+    let lower = fqdn.to_ascii_lowercase();
+    if lower.ends_with('.') {
+        lower
+    } else {
+        format!("{lower}.")
+    }
+}
+
+fn service_config(service: &Service, bindings: &mut Bindings) -> ServiceConfig {
+    let mirror_ids = service
+        .mirrors
+        .iter()
+        .map(|m| match bindings.mirror_ids.get(&m.name) {
+            Some(id) => *id,
+            None => {
+                let id = MirrorId::try_from(bindings.mirror_names.len()).unwrap_or(MirrorId::MAX);
+                bindings.mirror_ids.insert(m.name.clone(), id);
+                bindings.mirror_names.push(m.name.clone());
+                id
+            }
+        })
+        .collect();
+    let mask = |family| {
+        (0..service.mirrors.len())
+            .filter(|i| !service.records(*i, family).is_empty())
+            .fold(0u64, |acc, i| acc | (1 << i))
+    };
+    let c = &service.clusters;
+    ServiceConfig {
+        name: normalize_name(&service.name.to_ascii()),
+        mirror_ids,
+        mirror_names: service.mirrors.iter().map(|m| m.name.clone()).collect(),
+        family_masks: [mask(Family::V4), mask(Family::V6)],
+        initial_len: [c.initial_v4, c.initial_v6],
+        block_len: [c.block_v4, c.block_v6],
+        operator_prefixes: OperatorPrefixes::new(&c.prefixes),
+        max_age: service.max_age_s,
+        margin: service.switch_margin,
+    }
+}
+
+fn validate(
+    m: &MeasurementRequest,
+    bindings: &Bindings,
+    now: Seconds,
+) -> Result<Validated, String> {
+    let mirror = *bindings
+        .mirror_ids
+        .get(&m.mirror)
+        .filter(|id| bindings.services_of.contains_key(id))
+        .ok_or_else(|| format!("unknown mirror {:?}", m.mirror))?;
+    let client = parse_client(&m.client)?;
+    let family = Family::of(client.addr());
+    let longest_block = bindings.services_of[&mirror]
+        .iter()
+        .map(|t| t.config.read().block_len(family))
+        .max()
+        .unwrap_or(0);
+    if client.prefix_len() < longest_block {
+        return Err(format!(
+            "client {} is shorter than the sub-block /{longest_block}: measure an address or a prefix of at least /{longest_block}",
+            m.client
+        ));
+    }
+    let rtt = match (m.rtt_ms, m.timeout) {
+        (Some(_), true) => return Err("give rtt_ms or timeout: true, not both".to_string()),
+        (Some(ms), false) if ms.is_finite() && ms > 0.0 && ms <= MAX_RTT_MS => Rtt::Ms(ms as f32),
+        (Some(ms), false) => return Err(format!("rtt_ms {ms} is not in (0, {MAX_RTT_MS}]")),
+        (None, true) => Rtt::Timeout,
+        (None, false) => return Err("missing rtt_ms (or timeout: true)".to_string()),
+    };
+    let method = match &m.method {
+        None => Method::Unspecified,
+        Some(text) => Method::parse(text)
+            .ok_or_else(|| format!("unknown method {text:?} (tcp, icmp or passive)"))?,
+    };
+    let time = m.time.unwrap_or(now);
+    if time > now + CLOCK_SKEW {
+        return Err(format!("time is {} s in the future", time - now));
+    }
+    Ok(Validated {
+        mirror,
+        client,
+        measurement: Measurement { rtt, time, method },
+    })
+}
+
+/// An address (a host) or a prefix in CIDR form, with no host bits set.
+fn parse_client(text: &str) -> Result<IpNet, String> {
+    if let Ok(addr) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    let net: IpNet = text
+        .parse()
+        .map_err(|_| format!("client {text:?} is not an address or a prefix"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "client {text:?} has host bits set beyond the prefix"
+        ));
+    }
+    Ok(net)
 }

@@ -1,0 +1,469 @@
+//! One service's clusters: an IPv4 and an IPv6 prefix trie, longest match
+//! wins. Owns cluster creation, the learning round robin, and applying the
+//! decision rules (ranking, splitting, merging) to the clusters they concern.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use prefix_trie::{PrefixMap, PrefixSet};
+
+use super::decision::{BlockSamples, Policy, Sample, Score, Strictness};
+use super::measurements::{MeasurementStore, MirrorId, Seconds};
+use crate::zone::{Family, SwitchMargin};
+
+/// What a service's table needs to know of the service's configuration.
+pub struct ServiceConfig {
+    pub name: String,
+    pub mirror_ids: Vec<MirrorId>,
+    pub mirror_names: Vec<String>,
+    /// Bit `i` set: mirror `i` has an address of that family (IPv4, IPv6).
+    pub family_masks: [u64; 2],
+    pub initial_len: [u8; 2],
+    pub block_len: [u8; 2],
+    pub operator_prefixes: OperatorPrefixes,
+    pub max_age: Seconds,
+    pub margin: SwitchMargin,
+}
+
+impl ServiceConfig {
+    pub fn local_index(&self, id: MirrorId) -> Option<usize> {
+        self.mirror_ids.iter().position(|m| *m == id)
+    }
+
+    pub fn block_len(&self, family: Family) -> u8 {
+        self.block_len[family_index(family)]
+    }
+
+    /// The sub-block holding `client`: its address cut to the sub-block length.
+    pub fn block_of(&self, client: &IpNet) -> IpNet {
+        let len = self.block_len(Family::of(client.addr()));
+        IpNet::new(client.addr(), len)
+            .map(|n| n.trunc())
+            .unwrap_or(*client)
+    }
+
+    /// The prefix of a new cluster for `addr`: the longest operator prefix
+    /// holding it (never longer than a sub-block), else the initial length.
+    fn creation_prefix(&self, addr: IpAddr) -> IpNet {
+        let family = family_index(Family::of(addr));
+        let len = self
+            .operator_prefixes
+            .longest_match(addr)
+            .map_or(self.initial_len[family], |p| {
+                p.prefix_len().min(self.block_len[family])
+            });
+        IpNet::new(addr, len)
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| IpNet::from(addr))
+    }
+
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            names: &self.mirror_names,
+            margin: self.margin,
+        }
+    }
+}
+
+pub fn family_index(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+/// The operator's prefix list (e.g. BGP announcements), for longest match.
+#[derive(Default)]
+pub struct OperatorPrefixes {
+    v4: PrefixSet<Ipv4Net>,
+    v6: PrefixSet<Ipv6Net>,
+}
+
+impl OperatorPrefixes {
+    pub fn new(prefixes: &[IpNet]) -> Self {
+        let mut set = OperatorPrefixes::default();
+        for p in prefixes {
+            match p {
+                IpNet::V4(n) => set.v4.insert(*n),
+                IpNet::V6(n) => set.v6.insert(*n),
+            };
+        }
+        set
+    }
+
+    fn longest_match(&self, addr: IpAddr) -> Option<IpNet> {
+        match addr {
+            IpAddr::V4(a) => self.v4.get_lpm(&Ipv4Net::from(a)).map(IpNet::V4),
+            IpAddr::V6(a) => self.v6.get_lpm(&Ipv6Net::from(a)).map(IpNet::V6),
+        }
+    }
+}
+
+/// A client sub-block the cluster has seen or has measurements for.
+#[derive(Debug, Default)]
+pub struct Block {
+    /// What to probe: the first resolver address or ECS subnet seen in it.
+    pub target: Option<IpNet>,
+    pub queries: AtomicU64,
+}
+
+/// A set of clients answered alike.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    pub blocks: BTreeMap<IpNet, Block>,
+    /// Mirrors best first; empty while the cluster is learning.
+    pub ranking: Vec<MirrorId>,
+    /// Local mirror indexes answered while learning, so each gets a turn
+    /// before any gets a second.
+    sent: AtomicU64,
+    turn: AtomicUsize,
+}
+
+impl Cluster {
+    pub fn is_complete(&self) -> bool {
+        !self.ranking.is_empty()
+    }
+
+    fn inheriting(ranking: &[MirrorId]) -> Cluster {
+        Cluster {
+            ranking: ranking.to_vec(),
+            ..Cluster::default()
+        }
+    }
+}
+
+/// The answer for one query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Index into the service's mirrors.
+    pub mirror: usize,
+    /// The prefix length of the deciding cluster (the ECS scope).
+    pub scope: u8,
+}
+
+/// Both tries of a service.
+#[derive(Default)]
+pub struct Clusters {
+    v4: PrefixMap<Ipv4Net, Cluster>,
+    v6: PrefixMap<Ipv6Net, Cluster>,
+}
+
+impl Clusters {
+    pub fn longest_match(&self, addr: IpAddr) -> Option<(IpNet, &Cluster)> {
+        match addr {
+            IpAddr::V4(a) => self
+                .v4
+                .get_lpm(&Ipv4Net::from(a))
+                .map(|(p, c)| (IpNet::V4(p), c)),
+            IpAddr::V6(a) => self
+                .v6
+                .get_lpm(&Ipv6Net::from(a))
+                .map(|(p, c)| (IpNet::V6(p), c)),
+        }
+    }
+
+    pub fn get(&self, prefix: &IpNet) -> Option<&Cluster> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get(p),
+            IpNet::V6(p) => self.v6.get(p),
+        }
+    }
+
+    fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut Cluster> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_mut(p),
+            IpNet::V6(p) => self.v6.get_mut(p),
+        }
+    }
+
+    fn insert(&mut self, prefix: IpNet, cluster: Cluster) {
+        match prefix {
+            IpNet::V4(p) => self.v4.insert(p, cluster),
+            IpNet::V6(p) => self.v6.insert(p, cluster),
+        };
+    }
+
+    fn remove(&mut self, prefix: &IpNet) -> Option<Cluster> {
+        match prefix {
+            IpNet::V4(p) => self.v4.remove(p),
+            IpNet::V6(p) => self.v6.remove(p),
+        }
+    }
+
+    /// The cluster strictly enclosing `prefix`, if any.
+    fn enclosing(&self, prefix: &IpNet) -> Option<IpNet> {
+        let parent = prefix.supernet()?;
+        self.longest_match_prefix(&parent)
+    }
+
+    fn longest_match_prefix(&self, prefix: &IpNet) -> Option<IpNet> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_lpm_prefix(p).map(IpNet::V4),
+            IpNet::V6(p) => self.v6.get_lpm_prefix(p).map(IpNet::V6),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Cluster)> {
+        let v4 = self.v4.iter().map(|(p, c)| (IpNet::V4(p), c));
+        let v6 = self.v6.iter().map(|(p, c)| (IpNet::V6(p), c));
+        v4.chain(v6)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// The cluster holding `addr`, created with `config`'s length when none does.
+    fn find_or_create(&mut self, addr: IpAddr, config: &ServiceConfig) -> IpNet {
+        if let Some((prefix, _)) = self.longest_match(addr) {
+            return prefix;
+        }
+        let prefix = config.creation_prefix(addr);
+        self.insert(prefix, Cluster::default());
+        prefix
+    }
+}
+
+/// Answers a query from the cluster that holds the client, when that cluster
+/// already knows the client's sub-block (the common, read-only case).
+pub fn answer_known(
+    clusters: &Clusters,
+    config: &ServiceConfig,
+    client: &IpNet,
+    wanted: u64,
+) -> Option<Decision> {
+    let (prefix, cluster) = clusters.longest_match(client.addr())?;
+    let block = cluster.blocks.get(&config.block_of(client))?;
+    block.queries.fetch_add(1, Ordering::Relaxed);
+    Some(answer(cluster, prefix, config, wanted))
+}
+
+/// Answers a query, creating the cluster or registering the sub-block first.
+pub fn answer_new(
+    clusters: &mut Clusters,
+    config: &ServiceConfig,
+    client: &IpNet,
+    wanted: u64,
+) -> Option<Decision> {
+    let prefix = clusters.find_or_create(client.addr(), config);
+    let block_prefix = config.block_of(client);
+    let cluster = clusters.get_mut(&prefix)?;
+    let block = cluster.blocks.entry(block_prefix).or_default();
+    block.target.get_or_insert(*client);
+    block.queries.fetch_add(1, Ordering::Relaxed);
+    Some(answer(cluster, prefix, config, wanted))
+}
+
+/// The best ranked mirror that has an address of the asked family; round
+/// robin while learning, never-answered mirrors first.
+fn answer(cluster: &Cluster, prefix: IpNet, config: &ServiceConfig, wanted: u64) -> Decision {
+    let scope = prefix.prefix_len();
+    let ranked = cluster
+        .ranking
+        .iter()
+        .filter_map(|id| config.local_index(*id))
+        .find(|local| wanted & (1 << local) != 0);
+    if let Some(mirror) = ranked {
+        return Decision { mirror, scope };
+    }
+    let untried = wanted & !cluster.sent.load(Ordering::Relaxed);
+    let pool = if untried != 0 { untried } else { wanted };
+    let turn = cluster.turn.fetch_add(1, Ordering::Relaxed) % pool.count_ones() as usize;
+    let mirror = nth_set_bit(pool, turn);
+    cluster.sent.fetch_or(1 << mirror, Ordering::Relaxed);
+    Decision { mirror, scope }
+}
+
+fn nth_set_bit(mut bits: u64, n: usize) -> usize {
+    for _ in 0..n {
+        bits &= bits - 1;
+    }
+    bits.trailing_zeros() as usize
+}
+
+/// The samples of `block` for the service's mirrors.
+pub fn block_samples(
+    block: IpNet,
+    store: &MeasurementStore,
+    config: &ServiceConfig,
+    now: Seconds,
+) -> BlockSamples {
+    let measured = store.get(&block);
+    let samples = config
+        .mirror_ids
+        .iter()
+        .map(|id| {
+            measured.and_then(|m| m.get(*id)).map(|m| Sample {
+                rtt: m.rtt,
+                fresh: m.is_fresh(now, config.max_age),
+            })
+        })
+        .collect();
+    BlockSamples { block, samples }
+}
+
+/// The cluster's latency per mirror (local index order), as the decision uses it.
+pub fn cluster_scores(
+    cluster: &Cluster,
+    store: &MeasurementStore,
+    config: &ServiceConfig,
+    now: Seconds,
+) -> Vec<Score> {
+    let samples = measured_samples(cluster, store, config, now);
+    let refs: Vec<&BlockSamples> = samples.iter().collect();
+    config.policy().scores(&refs)
+}
+
+fn measured_samples(
+    cluster: &Cluster,
+    store: &MeasurementStore,
+    config: &ServiceConfig,
+    now: Seconds,
+) -> Vec<BlockSamples> {
+    cluster
+        .blocks
+        .keys()
+        .map(|b| block_samples(*b, store, config, now))
+        .filter(|b| b.samples.iter().any(Option::is_some))
+        .collect()
+}
+
+/// Registers measured sub-blocks (creating clusters for them where none
+/// holds them) and returns the clusters they landed in.
+pub fn register_measured(
+    clusters: &mut Clusters,
+    config: &ServiceConfig,
+    blocks: &BTreeSet<IpNet>,
+) -> BTreeSet<IpNet> {
+    let mut touched = BTreeSet::new();
+    for block in blocks {
+        let prefix = clusters.find_or_create(block.addr(), config);
+        if let Some(cluster) = clusters.get_mut(&prefix) {
+            cluster.blocks.entry(*block).or_default();
+        }
+        touched.insert(prefix);
+    }
+    touched
+}
+
+/// Re-decides every cluster in `dirty`, and whatever their splits and merges
+/// touch, in prefix order so the same inputs always give the same table.
+pub fn reevaluate(
+    clusters: &mut Clusters,
+    config: &ServiceConfig,
+    store: &MeasurementStore,
+    now: Seconds,
+    dirty: BTreeSet<IpNet>,
+) {
+    let mut queue = dirty;
+    // Each carve moves sub-blocks to longer prefixes and each merge to a
+    // shorter one, at the stricter merge margin; the bound only guards
+    // against a rule change that would make them chase each other.
+    let mut budget = queue.len() * 64 + 64;
+    while let Some(prefix) = queue.pop_first() {
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        queue.extend(evaluate(clusters, config, store, now, prefix));
+    }
+}
+
+/// Ranks one cluster's mirrors, then splits off disagreeing parts or folds it
+/// back into its enclosing cluster; returns the clusters that need a new look.
+fn evaluate(
+    clusters: &mut Clusters,
+    config: &ServiceConfig,
+    store: &MeasurementStore,
+    now: Seconds,
+    prefix: IpNet,
+) -> Vec<IpNet> {
+    let Some(cluster) = clusters.get(&prefix) else {
+        return Vec::new();
+    };
+    let policy = config.policy();
+    let samples = measured_samples(cluster, store, config, now);
+    let refs: Vec<&BlockSamples> = samples.iter().collect();
+    if !cluster.is_complete() && !policy.is_complete(&refs) {
+        return Vec::new();
+    }
+    let scores = policy.scores(&refs);
+    let current = cluster
+        .ranking
+        .first()
+        .and_then(|id| config.local_index(*id));
+    let order = policy.rank(&scores, current);
+    let choice = order[0];
+    let ranking: Vec<MirrorId> = order.iter().map(|m| config.mirror_ids[*m]).collect();
+    let block_len = config.block_len(Family::of(prefix.addr()));
+    let parts = policy.carve(prefix, block_len, &refs, choice);
+    if let Some(cluster) = clusters.get_mut(&prefix) {
+        cluster.ranking = ranking.clone();
+    }
+    if !parts.is_empty() {
+        return split(clusters, prefix, &ranking, parts);
+    }
+    merge_into_enclosing(clusters, config, store, now, prefix, choice)
+}
+
+fn split(
+    clusters: &mut Clusters,
+    prefix: IpNet,
+    ranking: &[MirrorId],
+    parts: Vec<(IpNet, Vec<IpNet>)>,
+) -> Vec<IpNet> {
+    let mut touched = vec![prefix];
+    for (part, blocks) in parts {
+        let mut child = Cluster::inheriting(ranking);
+        if let Some(parent) = clusters.get_mut(&prefix) {
+            for b in blocks {
+                if let Some(block) = parent.blocks.remove(&b) {
+                    child.blocks.insert(b, block);
+                }
+            }
+        }
+        clusters.insert(part, child);
+        touched.push(part);
+    }
+    touched
+}
+
+/// Folds a cluster into the one enclosing it when both answer the same mirror
+/// and its sub-blocks agree with the enclosing cluster's within half the margin.
+fn merge_into_enclosing(
+    clusters: &mut Clusters,
+    config: &ServiceConfig,
+    store: &MeasurementStore,
+    now: Seconds,
+    prefix: IpNet,
+    choice: usize,
+) -> Vec<IpNet> {
+    let Some(outer_prefix) = clusters.enclosing(&prefix) else {
+        return Vec::new();
+    };
+    let (Some(inner), Some(outer)) = (clusters.get(&prefix), clusters.get(&outer_prefix)) else {
+        return Vec::new();
+    };
+    if outer.ranking.first() != Some(&config.mirror_ids[choice]) {
+        return Vec::new();
+    }
+    let mut union = measured_samples(inner, store, config, now);
+    union.extend(measured_samples(outer, store, config, now));
+    let refs: Vec<&BlockSamples> = union.iter().collect();
+    let reference = super::decision::typical_latency(&refs, choice);
+    if !config
+        .policy()
+        .agrees(&refs, choice, reference, Strictness::Merge)
+    {
+        return Vec::new();
+    }
+    let Some(inner) = clusters.remove(&prefix) else {
+        return Vec::new();
+    };
+    if let Some(outer) = clusters.get_mut(&outer_prefix) {
+        outer.blocks.extend(inner.blocks);
+    }
+    vec![outer_prefix]
+}
