@@ -1,11 +1,15 @@
 //! The HTTP control API (SPEC section 3) on axum. Reads are open; every write
 //! needs `Authorization: Bearer TOKEN` and gets 401 without it.
+//!
+//! - `token`: where the token comes from.
+//! - `steering`: the learned table and measurement endpoints.
 
+mod steering;
 pub mod token;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +20,9 @@ use tokio::net::TcpListener;
 use tracing::error;
 
 use crate::app::App;
+
+/// Largest request body accepted (a batch of about 10,000 measurements); larger gets 413.
+const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
 struct ApiState {
@@ -30,10 +37,15 @@ pub fn router(app: Arc<App>, token: String) -> Router {
     };
     let writes = Router::new()
         .route("/v1/reload", post(reload))
+        .route("/v1/measurements", post(steering::post_measurements))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/services", get(steering::services))
+        .route("/v1/services/{fqdn}/clusters", get(steering::clusters))
+        .route("/v1/probes", get(steering::probes))
         .merge(writes)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 

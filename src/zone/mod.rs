@@ -329,6 +329,12 @@ pub fn load_file(path: &Path) -> Result<Zone, ZoneErrors> {
     parse::parse_zone(path, &source)
 }
 
+/// Validates zone text as if read from `path` (which names it in errors and
+/// anchors relative prefix-list paths).
+pub fn load_str(path: &Path, source: &str) -> Result<Zone, ZoneErrors> {
+    parse::parse_zone(path, source)
+}
+
 fn zone_files(path: &Path) -> Result<Vec<PathBuf>, ZoneError> {
     let metadata = std::fs::metadata(path)
         .map_err(|e| ZoneError::new(path, None, format!("cannot read: {e}")))?;

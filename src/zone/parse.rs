@@ -20,6 +20,8 @@ use super::{
 };
 
 const DEFAULT_TTL: u32 = 3600;
+/// The steering engine tracks a cluster's mirrors in a 64-bit set.
+const MAX_MIRRORS: usize = 64;
 /// RFC 1035 section 3.3: a character-string is at most 255 bytes. Longer TXT
 /// strings are rejected rather than split silently, so what is served is
 /// exactly what the operator wrote; a list of strings makes one record of
@@ -781,6 +783,16 @@ fn build_mirrors(
 ) -> Option<Vec<Mirror>> {
     if raw.is_empty() {
         cx.error(path, format!("service {name} has no mirrors"));
+        return None;
+    }
+    if raw.len() > MAX_MIRRORS {
+        cx.error(
+            path,
+            format!(
+                "service {name} has {} mirrors; at most {MAX_MIRRORS} are supported",
+                raw.len()
+            ),
+        );
         return None;
     }
     let errors_before = cx.errors.len();

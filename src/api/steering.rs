@@ -1,0 +1,169 @@
+//! The steering endpoints: services, the learned cluster table, probe work
+//! and measurement batches (SPEC section 3).
+
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiState, error_response};
+use crate::steering::{self, MeasurementRequest, Score};
+
+/// Probe work returned per request unless `limit` says otherwise.
+const DEFAULT_PROBE_LIMIT: usize = 1000;
+
+pub async fn services(State(state): State<ApiState>) -> Json<Value> {
+    let services: Vec<Value> = state
+        .app
+        .engine()
+        .services()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "zone": s.zone,
+                "mirrors": s.mirrors,
+                "clusters": s.clusters,
+                "complete": s.complete,
+                "learning": s.clusters - s.complete,
+            })
+        })
+        .collect();
+    Json(json!({ "services": services }))
+}
+
+pub async fn clusters(State(state): State<ApiState>, Path(fqdn): Path<String>) -> Response {
+    let Some((name, views)) = state.app.engine().clusters(&fqdn, steering::now()) else {
+        return error_response(StatusCode::NOT_FOUND, &format!("no service {fqdn}"));
+    };
+    let clusters: Vec<Value> = views
+        .into_iter()
+        .map(|c| {
+            let rtt: serde_json::Map<String, Value> =
+                c.rtt.into_iter().map(|(m, s)| (m, score_json(s))).collect();
+            json!({
+                "prefix": c.prefix.to_string(),
+                "state": if c.complete { "complete" } else { "learning" },
+                "mirror": c.mirror,
+                "rtt_ms": rtt,
+                "blocks": c.blocks,
+                "queries": c.queries,
+            })
+        })
+        .collect();
+    Json(json!({ "service": name, "clusters": clusters })).into_response()
+}
+
+fn score_json(score: Score) -> Value {
+    match score {
+        Score::Ms(ms) => json!((ms * 1000.0).round() / 1000.0),
+        Score::Timeout => json!("timeout"),
+        Score::Unknown => Value::Null,
+    }
+}
+
+pub async fn probes(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(mirror) = params.get("mirror") else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "missing query parameter mirror=NAME",
+        );
+    };
+    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+        None => DEFAULT_PROBE_LIMIT,
+        Some(Ok(l)) => l,
+        Some(Err(_)) => {
+            return error_response(StatusCode::BAD_REQUEST, "limit must be a whole number");
+        }
+    };
+    let Some(probes) = state.app.engine().probes(mirror, steering::now(), limit) else {
+        return error_response(StatusCode::NOT_FOUND, &format!("unknown mirror {mirror:?}"));
+    };
+    let probes: Vec<Value> = probes
+        .into_iter()
+        .map(|p| json!({ "target": target_text(p.target), "block": p.block.to_string() }))
+        .collect();
+    Json(json!({ "probes": probes })).into_response()
+}
+
+/// A single address is written as an address, a subnet in CIDR form.
+fn target_text(target: IpNet) -> String {
+    if target.prefix_len() == target.max_prefix_len() {
+        target.addr().to_string()
+    } else {
+        target.to_string()
+    }
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    measurements: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawMeasurement {
+    mirror: String,
+    client: String,
+    rtt_ms: Option<f64>,
+    #[serde(default)]
+    timeout: bool,
+    method: Option<String>,
+    time: Option<String>,
+}
+
+pub async fn post_measurements(State(state): State<ApiState>, body: Bytes) -> Response {
+    let batch = match parse_batch(&body) {
+        Ok(b) => b,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+    };
+    match state.app.engine().apply(&batch, steering::now()) {
+        Ok(accepted) => Json(json!({ "accepted": accepted })).into_response(),
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// Parses the JSON body item by item, so an error names the item.
+fn parse_batch(body: &[u8]) -> Result<Vec<MeasurementRequest>, String> {
+    let batch: Batch = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    batch
+        .measurements
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let raw: RawMeasurement =
+                serde_json::from_value(item).map_err(|e| format!("measurements[{i}]: {e}"))?;
+            let time = raw
+                .time
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(|e| format!("measurements[{i}]: {e}"))?;
+            Ok(MeasurementRequest {
+                mirror: raw.mirror,
+                client: raw.client,
+                rtt_ms: raw.rtt_ms,
+                timeout: raw.timeout,
+                method: raw.method,
+                time,
+            })
+        })
+        .collect()
+}
+
+fn parse_time(text: &str) -> Result<u64, String> {
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("time {text:?} is not RFC 3339 ({e})"))?;
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| format!("time {text:?} is before 1970"))
+}
