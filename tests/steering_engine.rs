@@ -372,8 +372,12 @@ proptest! {
         for block in &distinct {
             let addr = net(block);
             let d = handle.decide(addr, Family::V4).unwrap();
-            let deciding = IpNet::new(addr.addr(), d.scope).unwrap().trunc();
-            prop_assert!(t.iter().any(|c| c.prefix == deciding), "{} decided by a cluster {}", block, deciding);
+            let deciding = t.iter().filter(|c| c.prefix.contains(&addr)).max_by_key(|c| c.prefix.prefix_len()).unwrap();
+            prop_assert!(d.scope >= deciding.prefix.prefix_len());
+            // The scope never covers a client that another cluster answers.
+            let scope = IpNet::new(addr.addr(), d.scope).unwrap().trunc();
+            let covered = t.iter().find(|c| c.prefix != deciding.prefix && scope.contains(&c.prefix));
+            prop_assert!(covered.is_none(), "{} answered with scope {} covering {:?}", block, scope, covered.map(|c| c.prefix));
         }
     }
 

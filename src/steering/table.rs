@@ -205,6 +205,33 @@ impl Clusters {
         }
     }
 
+    /// Whether any cluster lies strictly inside `prefix`.
+    fn has_inner(&self, prefix: &IpNet) -> bool {
+        match prefix {
+            IpNet::V4(p) => self.v4.children(p).any(|(c, _)| c != *p),
+            IpNet::V6(p) => self.v6.children(p).any(|(c, _)| c != *p),
+        }
+    }
+
+    /// The ECS scope for `addr` answered by the cluster at `prefix`: the
+    /// cluster's length, or longer when clusters were carved out of it, so
+    /// that the scope never covers a client that gets another answer.
+    fn scope(&self, prefix: IpNet, addr: IpAddr, block_len: u8) -> u8 {
+        if !self.has_inner(&prefix) {
+            return prefix.prefix_len();
+        }
+        (prefix.prefix_len() + 1..=block_len)
+            .find(|len| IpNet::new(addr, *len).is_ok_and(|p| !self.has_inner_or_is(&p.trunc())))
+            .unwrap_or(block_len)
+    }
+
+    fn has_inner_or_is(&self, prefix: &IpNet) -> bool {
+        match prefix {
+            IpNet::V4(p) => self.v4.children(p).next().is_some(),
+            IpNet::V6(p) => self.v6.children(p).next().is_some(),
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Cluster)> {
         let v4 = self.v4.iter().map(|(p, c)| (IpNet::V4(p), c));
         let v6 = self.v6.iter().map(|(p, c)| (IpNet::V6(p), c));
@@ -237,7 +264,12 @@ pub fn answer_known(
     let (prefix, cluster) = clusters.longest_match(client.addr())?;
     let block = cluster.blocks.get(&config.block_of(client))?;
     block.queries.fetch_add(1, Ordering::Relaxed);
-    Some(answer(cluster, prefix, config, wanted))
+    let scope = clusters.scope(
+        prefix,
+        client.addr(),
+        config.block_len(Family::of(client.addr())),
+    );
+    Some(answer(cluster, scope, config, wanted))
 }
 
 /// Answers a query, creating the cluster or registering the sub-block first.
@@ -248,18 +280,22 @@ pub fn answer_new(
     wanted: u64,
 ) -> Option<Decision> {
     let prefix = clusters.find_or_create(client.addr(), config);
+    let scope = clusters.scope(
+        prefix,
+        client.addr(),
+        config.block_len(Family::of(client.addr())),
+    );
     let block_prefix = config.block_of(client);
     let cluster = clusters.get_mut(&prefix)?;
     let block = cluster.blocks.entry(block_prefix).or_default();
     block.target.get_or_insert(*client);
     block.queries.fetch_add(1, Ordering::Relaxed);
-    Some(answer(cluster, prefix, config, wanted))
+    Some(answer(cluster, scope, config, wanted))
 }
 
 /// The best ranked mirror that has an address of the asked family; round
 /// robin while learning, never-answered mirrors first.
-fn answer(cluster: &Cluster, prefix: IpNet, config: &ServiceConfig, wanted: u64) -> Decision {
-    let scope = prefix.prefix_len();
+fn answer(cluster: &Cluster, scope: u8, config: &ServiceConfig, wanted: u64) -> Decision {
     let ranked = cluster
         .ranking
         .iter()
