@@ -9,7 +9,10 @@
 //!   ECS, truncation), the zone lookup, and the UDP/TCP listeners.
 //! - [`steering`]: which mirror answers which client; knows nothing of DNS
 //!   wire formats or HTTP.
-//! - [`api`]: the HTTP control API (health, reload) and its bearer token.
+//! - [`simulate`]: offline replay of real latency data through the steering
+//!   engine, with baselines, to measure how good the answers are.
+//! - [`api`]: the HTTP control API (health, reload, services, clusters,
+//!   probes, measurements) and its bearer token.
 //! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
 //!   listeners.
 //! - `main.rs`: the command line only.
@@ -17,5 +20,6 @@
 pub mod api;
 pub mod app;
 pub mod dns;
+pub mod simulate;
 pub mod steering;
 pub mod zone;
