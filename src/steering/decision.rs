@@ -179,7 +179,7 @@ impl Policy<'_> {
         block_len: u8,
         blocks: &[&BlockSamples],
         choice: usize,
-    ) -> Vec<(IpNet, Vec<IpNet>)> {
+    ) -> Vec<IpNet> {
         let reference = typical_latency(blocks, choice);
         let mut parts = Vec::new();
         if self.agrees(blocks, choice, reference, Strictness::Split)
@@ -205,7 +205,7 @@ impl Policy<'_> {
         blocks: &[&BlockSamples],
         choice: usize,
         reference: Score,
-        parts: &mut Vec<(IpNet, Vec<IpNet>)>,
+        parts: &mut Vec<IpNet>,
     ) {
         if blocks.is_empty() || self.agrees(blocks, choice, reference, Strictness::Split) {
             return;
@@ -213,7 +213,7 @@ impl Policy<'_> {
         let own = self.rank(&self.scores(blocks), None)[0];
         let coherent = self.agrees(blocks, own, typical_latency(blocks, own), Strictness::Split);
         if coherent || prefix.prefix_len() >= block_len {
-            parts.push((prefix, blocks.iter().map(|b| b.block).collect()));
+            parts.push(prefix);
             return;
         }
         for half in halves(prefix) {
@@ -367,10 +367,7 @@ mod tests {
         let parts = p.carve("10.1.0.0/16".parse().unwrap(), 24, &blocks, choice);
         assert_eq!(
             parts,
-            vec![(
-                "10.1.128.0/17".parse().unwrap(),
-                vec!["10.1.200.0/24".parse().unwrap()]
-            )],
+            vec!["10.1.128.0/17".parse::<IpNet>().unwrap()],
             "choice {choice}"
         );
     }

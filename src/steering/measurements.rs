@@ -62,48 +62,102 @@ impl Measurement {
     }
 }
 
-/// The latest measurement of each mirror for one sub-block, kept small
-/// because there may be millions of sub-blocks.
-#[derive(Clone, Debug, Default)]
-pub struct BlockMeasurements {
-    by_mirror: Vec<(MirrorId, Measurement)>,
+/// One stored measurement: 12 bytes. A negative RTT is a timeout; time 0
+/// marks an empty slot; the time fits 32 bits until 2106.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    rtt_ms: f32,
+    time: u32,
+    method: Method,
 }
 
-impl BlockMeasurements {
-    pub fn get(&self, mirror: MirrorId) -> Option<&Measurement> {
-        self.by_mirror
-            .iter()
-            .find(|(m, _)| *m == mirror)
-            .map(|(_, x)| x)
-    }
-
-    /// Keeps the newer of the stored and the given measurement; an equal time
-    /// replaces, so the later of two batches wins as it was applied.
-    fn record(&mut self, mirror: MirrorId, measurement: Measurement) {
-        match self.by_mirror.iter_mut().find(|(m, _)| *m == mirror) {
-            Some((_, existing)) if existing.time > measurement.time => {}
-            Some((_, existing)) => *existing = measurement,
-            None => self.by_mirror.push((mirror, measurement)),
+impl Slot {
+    fn new(m: Measurement) -> Slot {
+        Slot {
+            rtt_ms: match m.rtt {
+                Rtt::Ms(ms) => ms,
+                Rtt::Timeout => -1.0,
+            },
+            time: u32::try_from(m.time).unwrap_or(u32::MAX).max(1),
+            method: m.method,
         }
     }
+
+    fn get(self) -> Option<Measurement> {
+        (self.time != 0).then(|| Measurement {
+            rtt: if self.rtt_ms < 0.0 {
+                Rtt::Timeout
+            } else {
+                Rtt::Ms(self.rtt_ms)
+            },
+            time: Seconds::from(self.time),
+            method: self.method,
+        })
+    }
 }
 
-/// Every sub-block's measurements, keyed by the sub-block prefix.
+/// Every sub-block's latest measurement from each mirror.
+///
+/// Laid out for millions of sub-blocks: an index from sub-block to row, and
+/// one flat array of rows with a slot per mirror id. No allocation per
+/// sub-block, no mirror id stored per slot; the price is empty slots where a
+/// mirror never measured a sub-block (rows widen when a new mirror appears).
 #[derive(Default)]
 pub struct MeasurementStore {
-    blocks: HashMap<IpNet, BlockMeasurements>,
+    rows: HashMap<IpNet, u32>,
+    stride: usize,
+    slots: Vec<Slot>,
+}
+
+/// One sub-block's row.
+#[derive(Clone, Copy)]
+pub struct BlockMeasurements<'a> {
+    slots: &'a [Slot],
+}
+
+impl BlockMeasurements<'_> {
+    pub fn get(&self, mirror: MirrorId) -> Option<Measurement> {
+        self.slots.get(usize::from(mirror)).and_then(|s| s.get())
+    }
 }
 
 impl MeasurementStore {
+    /// Keeps the newer of the stored and the given measurement; an equal time
+    /// replaces, so the later of two batches wins as it was applied.
     pub fn record(&mut self, block: IpNet, mirror: MirrorId, measurement: Measurement) {
-        self.blocks
-            .entry(block)
-            .or_default()
-            .record(mirror, measurement);
+        let column = usize::from(mirror);
+        if column >= self.stride {
+            self.widen(column + 1);
+        }
+        let next_row = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
+        let row = *self.rows.entry(block).or_insert(next_row) as usize;
+        if row * self.stride >= self.slots.len() {
+            self.slots.resize((row + 1) * self.stride, Slot::default());
+        }
+        let slot = &mut self.slots[row * self.stride + column];
+        let new = Slot::new(measurement);
+        if slot.time <= new.time {
+            *slot = new;
+        }
     }
 
-    pub fn get(&self, block: &IpNet) -> Option<&BlockMeasurements> {
-        self.blocks.get(block)
+    pub fn get(&self, block: &IpNet) -> Option<BlockMeasurements<'_>> {
+        let row = *self.rows.get(block)? as usize;
+        let start = row * self.stride;
+        Some(BlockMeasurements {
+            slots: self.slots.get(start..start + self.stride)?,
+        })
+    }
+
+    fn widen(&mut self, stride: usize) {
+        let rows = self.rows.len();
+        let mut slots = vec![Slot::default(); rows * stride];
+        for row in 0..rows {
+            let old = &self.slots[row * self.stride..(row + 1) * self.stride];
+            slots[row * stride..row * stride + self.stride].copy_from_slice(old);
+        }
+        self.slots = slots;
+        self.stride = stride;
     }
 }
 
@@ -125,9 +179,31 @@ mod tests {
         let block: IpNet = "198.51.100.0/24".parse().unwrap();
         store.record(block, 1, at(100, 10.0));
         store.record(block, 1, at(50, 99.0));
-        assert_eq!(store.get(&block).unwrap().get(1), Some(&at(100, 10.0)));
+        store.record("203.0.113.0/24".parse().unwrap(), 0, at(7, 1.0));
+        store.record(block, 5, at(9, 2.0)); // widens every row
+        assert_eq!(store.get(&block).unwrap().get(1), Some(at(100, 10.0)));
         store.record(block, 1, at(100, 12.0));
-        assert_eq!(store.get(&block).unwrap().get(1), Some(&at(100, 12.0)));
-        assert_eq!(store.get(&block).unwrap().get(2), None);
+        assert_eq!(store.get(&block).unwrap().get(1), Some(at(100, 12.0)));
+        store.record(
+            block,
+            2,
+            Measurement {
+                rtt: Rtt::Timeout,
+                ..at(101, 0.0)
+            },
+        );
+        assert_eq!(
+            store.get(&block).unwrap().get(2).map(|m| m.rtt),
+            Some(Rtt::Timeout)
+        );
+        assert_eq!(store.get(&block).unwrap().get(3), None);
+        assert_eq!(store.get(&block).unwrap().get(5), Some(at(9, 2.0)));
+        assert_eq!(
+            store
+                .get(&"203.0.113.0/24".parse().unwrap())
+                .unwrap()
+                .get(0),
+            Some(at(7, 1.0))
+        );
     }
 }

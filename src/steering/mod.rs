@@ -273,7 +273,7 @@ impl Engine {
             let config = table.config.read();
             let clusters = table.clusters.read();
             for (_, cluster) in clusters.iter() {
-                for (block, info) in &cluster.blocks {
+                for (block, info) in cluster.blocks.iter() {
                     let last = store.get(block).and_then(|m| m.get(id));
                     if last.is_some_and(|m| m.is_fresh(now, config.max_age)) {
                         continue;
@@ -337,11 +337,7 @@ impl Engine {
                         .map(|(n, s)| (n.clone(), s))
                         .collect(),
                     blocks: cluster.blocks.len(),
-                    queries: cluster
-                        .blocks
-                        .values()
-                        .map(|b| b.queries.load(std::sync::atomic::Ordering::Relaxed))
-                        .sum(),
+                    queries: cluster.blocks.queries(),
                 }
             })
             .collect();

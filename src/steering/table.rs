@@ -2,9 +2,9 @@
 //! wins. Owns cluster creation, the learning round robin, and applying the
 //! decision rules (ranking, splitting, merging) to the clusters they concern.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::{PrefixMap, PrefixSet};
@@ -106,13 +106,80 @@ impl OperatorPrefixes {
 pub struct Block {
     /// What to probe: the first resolver address or ECS subnet seen in it.
     pub target: Option<IpNet>,
-    pub queries: AtomicU64,
+    pub queries: AtomicU32,
+}
+
+/// A cluster's sub-blocks in prefix order, in an exactly sized slice: most
+/// clusters hold a handful of sub-blocks and a million clusters must fit in
+/// memory (a B-tree allocates eleven entries for even one, a vector four).
+/// Inserting copies the slice, as inserting into a sorted vector moves it.
+#[derive(Debug, Default)]
+pub struct Blocks(Box<[(IpNet, Block)]>);
+
+impl Blocks {
+    fn position(&self, prefix: &IpNet) -> Result<usize, usize> {
+        self.0.binary_search_by(|(p, _)| p.cmp(prefix))
+    }
+
+    pub fn get(&self, prefix: &IpNet) -> Option<&Block> {
+        self.position(prefix).ok().map(|i| &self.0[i].1)
+    }
+
+    fn get_or_insert(&mut self, prefix: IpNet) -> &mut Block {
+        let i = match self.position(&prefix) {
+            Ok(i) => i,
+            Err(i) => {
+                let mut grown = std::mem::take(&mut self.0).into_vec();
+                grown.insert(i, (prefix, Block::default()));
+                self.0 = grown.into_boxed_slice();
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// Moves out every sub-block inside `part`, in one pass.
+    fn split_off(&mut self, part: &IpNet) -> Blocks {
+        let (inside, outside): (Vec<_>, Vec<_>) = std::mem::take(&mut self.0)
+            .into_vec()
+            .into_iter()
+            .partition(|(p, _)| part.contains(p));
+        self.0 = outside.into_boxed_slice();
+        Blocks(inside.into_boxed_slice())
+    }
+
+    fn absorb(&mut self, other: Blocks) {
+        let mut all = std::mem::take(&mut self.0).into_vec();
+        all.extend(other.0.into_vec());
+        all.sort_by(|(a, _), (b, _)| a.cmp(b));
+        all.dedup_by(|(a, _), (b, _)| a == b);
+        self.0 = all.into_boxed_slice();
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &Block)> {
+        self.0.iter().map(|(p, b)| (p, b))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &IpNet> {
+        self.0.iter().map(|(p, _)| p)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn queries(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|(_, b)| u64::from(b.queries.load(Ordering::Relaxed)))
+            .sum()
+    }
 }
 
 /// A set of clients answered alike.
 #[derive(Debug, Default)]
 pub struct Cluster {
-    pub blocks: BTreeMap<IpNet, Block>,
+    pub blocks: Blocks,
     /// Mirrors best first; empty while the cluster is learning.
     pub ranking: Vec<MirrorId>,
     /// Local mirror indexes answered while learning, so each gets a turn
@@ -287,7 +354,7 @@ pub fn answer_new(
     );
     let block_prefix = config.block_of(client);
     let cluster = clusters.get_mut(&prefix)?;
-    let block = cluster.blocks.entry(block_prefix).or_default();
+    let block = cluster.blocks.get_or_insert(block_prefix);
     block.target.get_or_insert(*client);
     block.queries.fetch_add(1, Ordering::Relaxed);
     Some(answer(cluster, scope, config, wanted))
@@ -377,7 +444,7 @@ pub fn register_measured(
     for block in blocks {
         let prefix = clusters.find_or_create(block.addr(), config);
         if let Some(cluster) = clusters.get_mut(&prefix) {
-            cluster.blocks.entry(*block).or_default();
+            cluster.blocks.get_or_insert(*block);
         }
         touched.insert(prefix);
     }
@@ -448,17 +515,15 @@ fn split(
     clusters: &mut Clusters,
     prefix: IpNet,
     ranking: &[MirrorId],
-    parts: Vec<(IpNet, Vec<IpNet>)>,
+    parts: Vec<IpNet>,
 ) -> Vec<IpNet> {
     let mut touched = vec![prefix];
-    for (part, blocks) in parts {
+    for part in parts {
         let mut child = Cluster::inheriting(ranking);
         if let Some(parent) = clusters.get_mut(&prefix) {
-            for b in blocks {
-                if let Some(block) = parent.blocks.remove(&b) {
-                    child.blocks.insert(b, block);
-                }
-            }
+            // Every sub-block inside the part moves, measured or only queried:
+            // the longest match sends all of them to the new cluster.
+            child.blocks = parent.blocks.split_off(&part);
         }
         clusters.insert(part, child);
         touched.push(part);
@@ -499,7 +564,7 @@ fn merge_into_enclosing(
         return Vec::new();
     };
     if let Some(outer) = clusters.get_mut(&outer_prefix) {
-        outer.blocks.extend(inner.blocks);
+        outer.blocks.absorb(inner.blocks);
     }
     vec![outer_prefix]
 }
