@@ -151,7 +151,7 @@ impl Blocks {
     fn absorb(&mut self, other: Blocks) {
         let mut all = std::mem::take(&mut self.0).into_vec();
         all.extend(other.0.into_vec());
-        all.sort_by(|(a, _), (b, _)| a.cmp(b));
+        all.sort_by_key(|(prefix, _)| *prefix);
         all.dedup_by(|(a, _), (b, _)| a == b);
         self.0 = all.into_boxed_slice();
     }
