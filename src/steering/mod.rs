@@ -355,7 +355,7 @@ fn normalize_name(fqdn: &str) -> String {
 }
 
 fn service_config(service: &Service, bindings: &mut Bindings) -> ServiceConfig {
-    let mirror_ids = service
+    let mirror_ids: Vec<MirrorId> = service
         .mirrors
         .iter()
         .map(|m| match bindings.mirror_ids.get(&m.name) {
@@ -374,8 +374,20 @@ fn service_config(service: &Service, bindings: &mut Bindings) -> ServiceConfig {
             .fold(0u64, |acc, i| acc | (1 << i))
     };
     let c = &service.clusters;
+    let mut local_of = vec![
+        None;
+        mirror_ids
+            .iter()
+            .map(|id| usize::from(*id) + 1)
+            .max()
+            .unwrap_or(0)
+    ];
+    for (local, id) in mirror_ids.iter().enumerate() {
+        local_of[usize::from(*id)] = u8::try_from(local).ok();
+    }
     ServiceConfig {
         name: normalize_name(&service.name.to_ascii()),
+        local_of,
         mirror_ids,
         mirror_names: service.mirrors.iter().map(|m| m.name.clone()).collect(),
         family_masks: [mask(Family::V4), mask(Family::V6)],

@@ -17,6 +17,8 @@ use crate::zone::{Family, SwitchMargin};
 pub struct ServiceConfig {
     pub name: String,
     pub mirror_ids: Vec<MirrorId>,
+    /// The inverse of `mirror_ids`, indexed by mirror id.
+    pub local_of: Vec<Option<u8>>,
     pub mirror_names: Vec<String>,
     /// Bit `i` set: mirror `i` has an address of that family (IPv4, IPv6).
     pub family_masks: [u64; 2],
@@ -29,7 +31,11 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     pub fn local_index(&self, id: MirrorId) -> Option<usize> {
-        self.mirror_ids.iter().position(|m| *m == id)
+        self.local_of
+            .get(usize::from(id))
+            .copied()
+            .flatten()
+            .map(usize::from)
     }
 
     pub fn block_len(&self, family: Family) -> u8 {
@@ -186,6 +192,11 @@ pub struct Cluster {
     /// before any gets a second.
     sent: AtomicU64,
     turn: AtomicUsize,
+    /// Some cluster may lie inside this one (parts were split off, or it was
+    /// created around existing ones): answers then need a narrower scope.
+    /// Looking that up in the trie on every query would cost more than the
+    /// rest of the decision.
+    may_enclose: bool,
 }
 
 impl Cluster {
@@ -280,11 +291,11 @@ impl Clusters {
         }
     }
 
-    /// The ECS scope for `addr` answered by the cluster at `prefix`: the
+    /// The ECS scope for `addr` answered by `cluster` at `prefix`: the
     /// cluster's length, or longer when clusters were carved out of it, so
     /// that the scope never covers a client that gets another answer.
-    fn scope(&self, prefix: IpNet, addr: IpAddr, block_len: u8) -> u8 {
-        if !self.has_inner(&prefix) {
+    fn scope(&self, prefix: IpNet, cluster: &Cluster, addr: IpAddr, block_len: u8) -> u8 {
+        if !cluster.may_enclose || !self.has_inner(&prefix) {
             return prefix.prefix_len();
         }
         (prefix.prefix_len() + 1..=block_len)
@@ -315,7 +326,14 @@ impl Clusters {
             return prefix;
         }
         let prefix = config.creation_prefix(addr);
-        self.insert(prefix, Cluster::default());
+        let may_enclose = self.has_inner(&prefix);
+        self.insert(
+            prefix,
+            Cluster {
+                may_enclose,
+                ..Cluster::default()
+            },
+        );
         prefix
     }
 }
@@ -333,6 +351,7 @@ pub fn answer_known(
     block.queries.fetch_add(1, Ordering::Relaxed);
     let scope = clusters.scope(
         prefix,
+        cluster,
         client.addr(),
         config.block_len(Family::of(client.addr())),
     );
@@ -347,11 +366,8 @@ pub fn answer_new(
     wanted: u64,
 ) -> Option<Decision> {
     let prefix = clusters.find_or_create(client.addr(), config);
-    let scope = clusters.scope(
-        prefix,
-        client.addr(),
-        config.block_len(Family::of(client.addr())),
-    );
+    let block_len = config.block_len(Family::of(client.addr()));
+    let scope = clusters.scope(prefix, clusters.get(&prefix)?, client.addr(), block_len);
     let block_prefix = config.block_of(client);
     let cluster = clusters.get_mut(&prefix)?;
     let block = cluster.blocks.get_or_insert(block_prefix);
@@ -521,10 +537,12 @@ fn split(
     for part in parts {
         let mut child = Cluster::inheriting(ranking);
         if let Some(parent) = clusters.get_mut(&prefix) {
+            parent.may_enclose = true;
             // Every sub-block inside the part moves, measured or only queried:
             // the longest match sends all of them to the new cluster.
             child.blocks = parent.blocks.split_off(&part);
         }
+        child.may_enclose = clusters.has_inner(&part);
         clusters.insert(part, child);
         touched.push(part);
     }
