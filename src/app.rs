@@ -12,6 +12,7 @@ use tracing::{error, info};
 
 use crate::api;
 use crate::dns::{self, Catalog, Handler};
+use crate::state::{self, StateDir};
 use crate::steering::Engine;
 use crate::zone::{self, ZoneErrors};
 
@@ -57,6 +58,10 @@ impl App {
         &self.engine
     }
 
+    pub fn shared_engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine)
+    }
+
     pub fn handler(&self) -> Arc<Handler> {
         Arc::clone(&self.handler)
     }
@@ -93,7 +98,12 @@ impl App {
 
 /// Runs `mirrordns serve` until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
+    // The lock first: a second server on the same directory must stop
+    // before it touches anything.
+    let state_dir = StateDir::open(&config.state_dir)?;
     let app = Arc::new(App::load(config.zones.clone())?);
+    let (journal, recovery) = state_dir.recover(app.shared_engine())?;
+    state::log_recovery(&config.state_dir, &recovery);
     let catalog = app.handler().catalog();
     for zone in catalog.zones.zones() {
         info!(zone = %zone.origin, file = %zone.file.display(), services = zone.services.len(), "zone loaded");
@@ -114,10 +124,19 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|e| format!("cannot listen on {} for the API: {e}", config.api))?;
     info!("api listening on {}", api_listener.local_addr()?);
-    tokio::spawn(api::serve(api_listener, Arc::clone(&app), token));
+    tokio::spawn(api::serve(
+        api_listener,
+        Arc::clone(&app),
+        token,
+        journal.clone(),
+    ));
     tokio::spawn(reload_on_sighup(Arc::clone(&app)));
     wait_for_shutdown().await?;
     info!("shutting down");
+    // A snapshot now saves the next start from replaying the journal.
+    if let Err(e) = journal.snapshot().await {
+        error!(error = %e, "final snapshot failed; the journal keeps everything");
+    }
     Ok(())
 }
 

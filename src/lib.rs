@@ -11,6 +11,8 @@
 //!   wire formats or HTTP.
 //! - [`simulate`]: offline replay of real latency data through the steering
 //!   engine, with baselines, to measure how good the answers are.
+//! - [`state`]: the learned table on disk: a journal of acknowledged
+//!   measurement batches and snapshots, recovery, the state dir lock.
 //! - [`api`]: the HTTP control API (health, reload, services, clusters,
 //!   probes, measurements) and its bearer token.
 //! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
@@ -21,5 +23,6 @@ pub mod api;
 pub mod app;
 pub mod dns;
 pub mod simulate;
+pub mod state;
 pub mod steering;
 pub mod zone;

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tracing::error;
 
 use crate::app::App;
+use crate::state::Journal;
 
 /// Largest request body accepted (a batch of about 10,000 measurements); larger gets 413.
 const MAX_BODY: usize = 1024 * 1024;
@@ -28,12 +29,14 @@ const MAX_BODY: usize = 1024 * 1024;
 struct ApiState {
     app: Arc<App>,
     token: Arc<str>,
+    journal: Journal,
 }
 
-pub fn router(app: Arc<App>, token: String) -> Router {
+pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
     let state = ApiState {
         app,
         token: token.into(),
+        journal,
     };
     let writes = Router::new()
         .route("/v1/reload", post(reload))
@@ -49,8 +52,8 @@ pub fn router(app: Arc<App>, token: String) -> Router {
         .with_state(state)
 }
 
-pub async fn serve(listener: TcpListener, app: Arc<App>, token: String) {
-    if let Err(e) = axum::serve(listener, router(app, token)).await {
+pub async fn serve(listener: TcpListener, app: Arc<App>, token: String, journal: Journal) {
+    if let Err(e) = axum::serve(listener, router(app, token, journal)).await {
         error!(error = %e, "api server stopped");
     }
 }

@@ -126,9 +126,19 @@ pub async fn post_measurements(State(state): State<ApiState>, body: Bytes) -> Re
         Ok(b) => b,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
-    match state.app.engine().apply(&batch, steering::now()) {
-        Ok(accepted) => Json(json!({ "accepted": accepted })).into_response(),
-        Err(e) => error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+    let now = steering::now();
+    let accepted = match state.app.engine().validate(&batch, now) {
+        Ok(a) => a,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let count = accepted.len();
+    // 200 only once the batch is on stable storage and applied (SPEC section 4).
+    match state.journal.commit(accepted, now).await {
+        Ok(()) => Json(json!({ "accepted": count })).into_response(),
+        Err(e) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not stored, retry: {e}"),
+        ),
     }
 }
 

@@ -25,9 +25,17 @@ pub fn resolve(
     }
     let path = state_dir.join("api.token");
     if path.exists() {
-        let token = read_token(&path)?;
-        info!(file = %path.display(), "api token read from the state directory");
-        return Ok(token);
+        match read_token(&path) {
+            Ok(token) => {
+                info!(file = %path.display(), "api token read from the state directory");
+                return Ok(token);
+            }
+            Err(e) => {
+                // A damaged generated token is state like any other: set it
+                // aside and make a new one rather than refuse to start.
+                crate::state::set_aside(&path, &e.to_string(), false);
+            }
+        }
     }
     fs::create_dir_all(state_dir).map_err(|e| {
         io::Error::new(

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 /// A mirror (site) across all services; stable for the life of the process.
 pub type MirrorId = u16;
@@ -13,14 +14,14 @@ pub type MirrorId = u16;
 /// Seconds since the Unix epoch: all steering time is in whole seconds.
 pub type Seconds = u64;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Rtt {
     Ms(f32),
     /// No answer within the prober's timeout: unreachable from that mirror.
     Timeout,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Method {
     Tcp,
     Icmp,
@@ -49,7 +50,7 @@ impl Method {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     pub rtt: Rtt,
     pub time: Seconds,
@@ -147,6 +148,28 @@ impl MeasurementStore {
         Some(BlockMeasurements {
             slots: self.slots.get(start..start + self.stride)?,
         })
+    }
+
+    /// Every stored measurement: sub-block, mirror, measurement.
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, MirrorId, Measurement)> + '_ {
+        self.rows.iter().flat_map(move |(block, row)| {
+            let start = *row as usize * self.stride;
+            self.slots[start..start + self.stride]
+                .iter()
+                .enumerate()
+                .filter_map(move |(mirror, slot)| {
+                    Some((*block, MirrorId::try_from(mirror).ok()?, slot.get()?))
+                })
+        })
+    }
+
+    /// Drops measurements taken before `cutoff`, and sub-blocks left empty.
+    pub fn compact(&mut self, cutoff: Seconds) {
+        let mut kept = MeasurementStore::default();
+        for (block, mirror, m) in self.iter().filter(|(_, _, m)| m.time >= cutoff) {
+            kept.record(block, mirror, m);
+        }
+        *self = kept;
     }
 
     fn widen(&mut self, stride: usize) {

@@ -17,6 +17,7 @@
 //! price of copying a table of a million clusters per batch.
 
 mod decision;
+mod image;
 mod measurements;
 mod table;
 
@@ -27,8 +28,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 
 pub use decision::Score;
+pub use image::Image;
 pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
 pub use table::Decision;
 
@@ -127,10 +130,13 @@ impl std::fmt::Display for BatchError {
     }
 }
 
-struct Validated {
-    mirror: MirrorId,
-    client: IpNet,
-    measurement: Measurement,
+/// A validated measurement, in the form that is journaled and replayed:
+/// by mirror name, because mirror ids only live as long as the process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub mirror: String,
+    pub client: IpNet,
+    pub measurement: Measurement,
 }
 
 /// Probe work for a mirror: a target to measure and the sub-block it stands for.
@@ -220,29 +226,44 @@ impl Engine {
 
     /// Validates a whole batch, then applies it: all or nothing.
     pub fn apply(&self, batch: &[MeasurementRequest], now: Seconds) -> Result<usize, BatchError> {
-        let valid = {
-            let bindings = self.bindings.read();
-            batch
-                .iter()
-                .enumerate()
-                .map(|(index, m)| {
-                    validate(m, &bindings, now).map_err(|reason| BatchError { index, reason })
-                })
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        self.record(&valid, now);
-        Ok(valid.len())
+        let accepted = self.validate(batch, now)?;
+        self.apply_accepted(&accepted, now);
+        Ok(accepted.len())
     }
 
-    fn record(&self, batch: &[Validated], now: Seconds) {
+    /// Checks every item of a batch (SPEC section 3); the first bad one
+    /// rejects the batch.
+    pub fn validate(
+        &self,
+        batch: &[MeasurementRequest],
+        now: Seconds,
+    ) -> Result<Vec<Accepted>, BatchError> {
+        let bindings = self.bindings.read();
+        batch
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                validate(m, &bindings, now).map_err(|reason| BatchError { index, reason })
+            })
+            .collect()
+    }
+
+    /// Applies validated measurements as of `now` (the time they were first
+    /// applied, when replayed): stored per sub-block, then the clusters they
+    /// touch re-decided. Measurements of mirrors no service uses any more are
+    /// skipped.
+    pub fn apply_accepted(&self, batch: &[Accepted], now: Seconds) {
         let bindings = self.bindings.read();
         let mut per_table: Vec<(Arc<ServiceTable>, BTreeSet<IpNet>)> = Vec::new();
         {
             let mut store = self.store.write();
             for m in batch {
-                for table in bindings.services_of.get(&m.mirror).into_iter().flatten() {
+                let Some(id) = bindings.mirror_ids.get(&m.mirror).copied() else {
+                    continue;
+                };
+                for table in bindings.services_of.get(&id).into_iter().flatten() {
                     let block = table.config.read().block_of(&m.client);
-                    store.record(block, m.mirror, m.measurement);
+                    store.record(block, id, m.measurement);
                     match per_table.iter_mut().find(|(t, _)| Arc::ptr_eq(t, table)) {
                         Some((_, blocks)) => {
                             blocks.insert(block);
@@ -354,19 +375,30 @@ fn normalize_name(fqdn: &str) -> String {
     }
 }
 
+impl Bindings {
+    /// The id of mirror `name`, registered on first sight.
+    fn mirror_id(&mut self, name: &str) -> MirrorId {
+        if let Some(id) = self.mirror_ids.get(name) {
+            return *id;
+        }
+        let id = MirrorId::try_from(self.mirror_names.len()).unwrap_or(MirrorId::MAX);
+        self.mirror_ids.insert(name.to_string(), id);
+        self.mirror_names.push(name.to_string());
+        id
+    }
+}
+
+impl Engine {
+    fn mirror_id(&self, name: &str) -> MirrorId {
+        self.bindings.write().mirror_id(name)
+    }
+}
+
 fn service_config(service: &Service, bindings: &mut Bindings) -> ServiceConfig {
     let mirror_ids: Vec<MirrorId> = service
         .mirrors
         .iter()
-        .map(|m| match bindings.mirror_ids.get(&m.name) {
-            Some(id) => *id,
-            None => {
-                let id = MirrorId::try_from(bindings.mirror_names.len()).unwrap_or(MirrorId::MAX);
-                bindings.mirror_ids.insert(m.name.clone(), id);
-                bindings.mirror_names.push(m.name.clone());
-                id
-            }
-        })
+        .map(|m| bindings.mirror_id(&m.name))
         .collect();
     let mask = |family| {
         (0..service.mirrors.len())
@@ -399,11 +431,7 @@ fn service_config(service: &Service, bindings: &mut Bindings) -> ServiceConfig {
     }
 }
 
-fn validate(
-    m: &MeasurementRequest,
-    bindings: &Bindings,
-    now: Seconds,
-) -> Result<Validated, String> {
+fn validate(m: &MeasurementRequest, bindings: &Bindings, now: Seconds) -> Result<Accepted, String> {
     let mirror = *bindings
         .mirror_ids
         .get(&m.mirror)
@@ -438,8 +466,8 @@ fn validate(
     if time > now + CLOCK_SKEW {
         return Err(format!("time is {} s in the future", time - now));
     }
-    Ok(Validated {
-        mirror,
+    Ok(Accepted {
+        mirror: m.mirror.clone(),
         client,
         measurement: Measurement { rtt, time, method },
     })

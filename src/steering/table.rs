@@ -204,6 +204,38 @@ impl Cluster {
         !self.ranking.is_empty()
     }
 
+    pub fn may_enclose(&self) -> bool {
+        self.may_enclose
+    }
+
+    /// A cluster as a state snapshot kept it; `blocks` in any order.
+    pub fn restored(
+        ranking: Vec<MirrorId>,
+        may_enclose: bool,
+        blocks: Vec<(IpNet, Option<IpNet>, u32)>,
+    ) -> Cluster {
+        let mut entries: Vec<(IpNet, Block)> = blocks
+            .into_iter()
+            .map(|(prefix, target, queries)| {
+                (
+                    prefix,
+                    Block {
+                        target,
+                        queries: AtomicU32::new(queries),
+                    },
+                )
+            })
+            .collect();
+        entries.sort_by_key(|(prefix, _)| *prefix);
+        entries.dedup_by(|(a, _), (b, _)| a == b);
+        Cluster {
+            blocks: Blocks(entries.into_boxed_slice()),
+            ranking,
+            may_enclose,
+            ..Cluster::default()
+        }
+    }
+
     fn inheriting(ranking: &[MirrorId]) -> Cluster {
         Cluster {
             ranking: ranking.to_vec(),
@@ -256,7 +288,7 @@ impl Clusters {
         }
     }
 
-    fn insert(&mut self, prefix: IpNet, cluster: Cluster) {
+    pub fn insert(&mut self, prefix: IpNet, cluster: Cluster) {
         match prefix {
             IpNet::V4(p) => self.v4.insert(p, cluster),
             IpNet::V6(p) => self.v6.insert(p, cluster),
