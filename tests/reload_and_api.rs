@@ -155,7 +155,7 @@ fn a_query_sees_the_old_zone_or_the_new_one_never_a_mix() {
 #[test]
 fn without_a_token_option_one_is_generated_in_the_state_dir_with_mode_0600() {
     let s = Server::start_with(&fixture("zones"), &[], None);
-    let path = s.state_dir.path().join("api.token");
+    let path = s.state_dir.join("api.token");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let token = std::fs::read_to_string(&path).unwrap().trim().to_string();

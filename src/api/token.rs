@@ -63,10 +63,13 @@ fn read_token(path: &Path) -> io::Result<String> {
         )
     })?;
     let token = text.trim();
-    if token.is_empty() {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("api token file {} is empty", path.display()),
+            format!(
+                "api token file {} is empty or holds characters a token cannot have",
+                path.display()
+            ),
         ));
     }
     Ok(token.to_string())

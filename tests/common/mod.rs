@@ -20,7 +20,8 @@ pub struct Server {
     child: Child,
     pub dns: SocketAddr,
     pub api: SocketAddr,
-    pub state_dir: tempfile::TempDir,
+    pub state_dir: PathBuf,
+    _temp_state: Option<tempfile::TempDir>,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -39,25 +40,15 @@ impl Server {
     }
 
     pub fn start_with(zones: &Path, extra: &[&str], token: Option<&str>) -> Server {
-        let state_dir = tempfile::tempdir().expect("temp dir");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mirrordns"));
-        command
-            .arg("serve")
-            .arg("--zones")
-            .arg(zones)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-                "--state-dir",
-            ])
-            .arg(state_dir.path())
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("MIRRORDNS_API_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::start_in(zones, temp.path(), extra, token);
+        server._temp_state = Some(temp);
+        server
+    }
+
+    /// Serves with the learned state kept in `state_dir`, which outlives the server.
+    pub fn start_in(zones: &Path, state_dir: &Path, extra: &[&str], token: Option<&str>) -> Server {
+        let mut command = serve_command(zones, state_dir, extra);
         if let Some(t) = token {
             command.env("MIRRORDNS_API_TOKEN", t);
         }
@@ -74,7 +65,8 @@ impl Server {
             child,
             dns: "0.0.0.0:0".parse().unwrap(),
             api: "0.0.0.0:0".parse().unwrap(),
-            state_dir,
+            state_dir: state_dir.to_path_buf(),
+            _temp_state: None,
             logs,
         };
         server.dns = server.wait_for_address("dns listening on ");
@@ -116,6 +108,20 @@ impl Server {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.is_running() {
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop on SIGTERM:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn signal(&self, signal: &str) {
@@ -193,6 +199,29 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `mirrordns serve` on ephemeral loopback ports with `state_dir`.
+pub fn serve_command(zones: &Path, state_dir: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mirrordns"));
+    command
+        .arg("serve")
+        .arg("--zones")
+        .arg(zones)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(state_dir)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env_remove("MIRRORDNS_API_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
 }
 
 pub fn read_tcp_message(stream: &mut TcpStream) -> Message {
