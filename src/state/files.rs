@@ -66,11 +66,12 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 }
 
 /// The payload of the frame at the start of `bytes` and the frame's length;
-/// `None` when the frame is short or its checksum does not match.
-fn unframe(bytes: &[u8]) -> Option<(&[u8], usize)> {
+/// `None` when the frame is short, longer than `max_len`, or its checksum
+/// does not match.
+fn unframe(bytes: &[u8], max_len: usize) -> Option<(&[u8], usize)> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
-    if len > MAX_RECORD {
+    if len > max_len {
         return None;
     }
     let payload = bytes.get(8..8 + len)?;
@@ -79,6 +80,11 @@ fn unframe(bytes: &[u8]) -> Option<(&[u8], usize)> {
 
 pub fn encode_snapshot(snapshot: &Snapshot) -> io::Result<Vec<u8>> {
     let payload = postcard::to_stdvec(snapshot).map_err(io::Error::other)?;
+    if u32::try_from(payload.len()).is_err() {
+        return Err(io::Error::other(
+            "snapshot over 4 GiB: the frame length cannot hold it",
+        ));
+    }
     let mut out = header(SNAPSHOT_MAGIC);
     out.extend(frame(&payload));
     Ok(out)
@@ -86,7 +92,10 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> io::Result<Vec<u8>> {
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
     check_header(bytes, SNAPSHOT_MAGIC)?;
-    let (payload, used) = unframe(&bytes[HEADER_LEN..]).ok_or("truncated, or checksum mismatch")?;
+    // A snapshot is one frame as large as the table (tens of MiB for a
+    // million sub-blocks): only the file's own length bounds it.
+    let (payload, used) =
+        unframe(&bytes[HEADER_LEN..], usize::MAX).ok_or("truncated, or checksum mismatch")?;
     if HEADER_LEN + used != bytes.len() {
         return Err(format!(
             "{} unexpected bytes after the snapshot",
@@ -141,7 +150,7 @@ pub fn read_journal(bytes: &[u8]) -> JournalRead {
     let mut records = Vec::new();
     let mut at = HEADER_LEN;
     while at < bytes.len() {
-        let Some((payload, used)) = unframe(&bytes[at..]) else {
+        let Some((payload, used)) = unframe(&bytes[at..], MAX_RECORD) else {
             return JournalRead {
                 records,
                 good_len: at as u64,
@@ -320,6 +329,19 @@ mod tests {
         let read = read_journal(&bytes);
         assert_eq!(read.records, vec![record(1)]);
         assert!(read.damage.unwrap().contains("torn or damaged"));
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_any_journal_record_is_read_back() {
+        let big = "m".repeat(1 << 20);
+        let image = Image {
+            mirrors: vec![big; MAX_RECORD / (1 << 20) + 2],
+            ..Image::default()
+        };
+        let snapshot = Snapshot { seq: 1, image };
+        let bytes = encode_snapshot(&snapshot).unwrap();
+        assert!(bytes.len() > MAX_RECORD);
+        assert_eq!(decode_snapshot(&bytes).unwrap(), snapshot);
     }
 
     #[test]
