@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::api;
 use crate::dns::{self, Catalog, Handler};
@@ -138,6 +138,13 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         error!(error = %e, "final snapshot failed; the journal keeps everything");
     }
     Ok(())
+}
+
+/// Logs every service left with no available mirror, which answers with all.
+pub fn warn_failing_open(engine: &Engine) {
+    for service in engine.failing_open() {
+        warn!(service = %service, "every mirror is drained or down: answering with all of them (fail open)");
+    }
 }
 
 async fn reload_on_sighup(app: Arc<App>) {

@@ -20,6 +20,12 @@ use crate::steering::{self, MeasurementRequest, Score};
 const DEFAULT_PROBE_LIMIT: usize = 1000;
 
 pub async fn services(State(state): State<ApiState>) -> Json<Value> {
+    let engine = state.app.engine();
+    let mirror_state: serde_json::Map<String, Value> = engine
+        .mirror_states()
+        .into_iter()
+        .map(|m| (m.name, json!({"drained": m.drained, "healthy": !m.down})))
+        .collect();
     let services: Vec<Value> = state
         .app
         .engine()
@@ -36,7 +42,7 @@ pub async fn services(State(state): State<ApiState>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "services": services }))
+    Json(json!({ "services": services, "mirror_state": mirror_state }))
 }
 
 pub async fn clusters(State(state): State<ApiState>, Path(fqdn): Path<String>) -> Response {
@@ -176,4 +182,40 @@ fn parse_time(text: &str) -> Result<u64, String> {
     time.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .map_err(|_| format!("time {text:?} is before 1970"))
+}
+
+pub async fn drain(state: State<ApiState>, name: Path<String>) -> Response {
+    set_drained(state, name, true).await
+}
+
+pub async fn undrain(state: State<ApiState>, name: Path<String>) -> Response {
+    set_drained(state, name, false).await
+}
+
+/// Journals the drain first, so it survives a restart like a measurement.
+async fn set_drained(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    drained: bool,
+) -> Response {
+    if !state
+        .app
+        .engine()
+        .mirror_states()
+        .iter()
+        .any(|m| m.name == name)
+    {
+        return error_response(StatusCode::NOT_FOUND, &format!("unknown mirror {name:?}"));
+    }
+    match state.journal.drain(&name, drained).await {
+        Ok(()) => {
+            tracing::info!(mirror = %name, drained, "mirror drain changed by the API");
+            crate::app::warn_failing_open(state.app.engine());
+            Json(json!({ "mirror": name, "drained": drained })).into_response()
+        }
+        Err(e) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not stored, retry: {e}"),
+        ),
+    }
 }

@@ -127,9 +127,14 @@ impl Catalog {
         let handle = &self.steering[zone_index][service_index];
         match handle.decide(client, family) {
             Some(decision) => {
-                answer
-                    .answers
-                    .extend_from_slice(service.records(decision.mirror, family));
+                match decision.mirror {
+                    Some(mirror) => answer
+                        .answers
+                        .extend_from_slice(service.records(mirror, family)),
+                    // Fail open: every mirror is drained or down.
+                    None => (0..service.mirrors.len())
+                        .for_each(|m| answer.answers.extend_from_slice(service.records(m, family))),
+                }
                 answer.scope = Some(decision.scope);
             }
             None => nodata(zone, answer),

@@ -212,7 +212,8 @@ pub fn run(
             .map(|b| {
                 handle
                     .decide(b.prefix, Family::V4)
-                    .map_or(UNREACHABLE_MS, |d| cost(b.node, d.mirror))
+                    .and_then(|d| d.mirror)
+                    .map_or(UNREACHABLE_MS, |m| cost(b.node, m))
             })
             .collect();
         let share = |ok: &dyn Fn(usize) -> bool| {

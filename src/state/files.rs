@@ -29,12 +29,18 @@ pub struct Snapshot {
     pub image: Image,
 }
 
-/// One acknowledged batch, applied as of `now`.
+/// One acknowledged change, applied as of `now`.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub seq: u64,
     pub now: Seconds,
-    pub items: Vec<Accepted>,
+    pub event: Event,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    Measurements(Vec<Accepted>),
+    Drain { mirror: String, drained: bool },
 }
 
 fn header(magic: &[u8; 8]) -> Vec<u8> {
@@ -286,7 +292,7 @@ mod tests {
         Record {
             seq,
             now: 1_800_000_000,
-            items: vec![Accepted {
+            event: Event::Measurements(vec![Accepted {
                 mirror: "fra".to_string(),
                 client: "198.51.100.0/24".parse().unwrap(),
                 measurement: Measurement {
@@ -294,7 +300,7 @@ mod tests {
                     time: 1_800_000_000,
                     method: Method::Tcp,
                 },
-            }],
+            }]),
         }
     }
 

@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 
 use crate::steering::{Accepted, Engine, Seconds};
 pub use files::set_aside;
-use files::{JournalFile, Record, Snapshot};
+use files::{Event, JournalFile, Record, Snapshot};
 
 /// Measurements older than this many `max_age_s` are dropped at snapshots:
 /// a cluster keeps answering from stale measurements while they are
@@ -148,7 +148,7 @@ impl StateDir {
         }
         let covered = seq;
         for record in read.records.into_iter().filter(|r| r.seq > covered) {
-            engine.apply_accepted(&record.items, record.now);
+            apply(&engine, &record.event, record.now);
             seq = record.seq;
             recovery.replayed += 1;
         }
@@ -165,9 +165,19 @@ impl StateDir {
     }
 }
 
+/// Applies one journaled change to the engine.
+fn apply(engine: &Engine, event: &Event, now: Seconds) {
+    match event {
+        Event::Measurements(items) => engine.apply_accepted(items, now),
+        Event::Drain { mirror, drained } => {
+            engine.set_drained(mirror, *drained);
+        }
+    }
+}
+
 enum Job {
-    Batch {
-        items: Vec<Accepted>,
+    Change {
+        event: Event,
         now: Seconds,
         done: oneshot::Sender<io::Result<()>>,
     },
@@ -194,8 +204,21 @@ impl Journal {
     /// Journals `items`, makes them durable, applies them; returns once all
     /// three are done.
     pub async fn commit(&self, items: Vec<Accepted>, now: Seconds) -> io::Result<()> {
+        self.change(Event::Measurements(items), now).await
+    }
+
+    /// Journals a drain or undrain, then applies it.
+    pub async fn drain(&self, mirror: &str, drained: bool) -> io::Result<()> {
+        let event = Event::Drain {
+            mirror: mirror.to_string(),
+            drained,
+        };
+        self.change(event, crate::steering::now()).await
+    }
+
+    async fn change(&self, event: Event, now: Seconds) -> io::Result<()> {
         let (done, finished) = oneshot::channel();
-        self.send(Job::Batch { items, now, done })?;
+        self.send(Job::Change { event, now, done })?;
         finished.await.map_err(|_| gone())?
     }
 
@@ -231,7 +254,7 @@ impl Writer {
             let mut snapshots = Vec::new();
             for job in std::iter::once(first).chain(queue.try_iter()) {
                 match job {
-                    Job::Batch { items, now, done } => batches.push((items, now, done)),
+                    Job::Change { event, now, done } => batches.push((event, now, done)),
                     Job::Snapshot { done } => snapshots.push(done),
                 }
             }
@@ -259,15 +282,15 @@ impl Writer {
     }
 
     /// Group commit: one append and one fsync for every batch waiting.
-    fn commit(&mut self, batches: Vec<(Vec<Accepted>, Seconds, oneshot::Sender<io::Result<()>>)>) {
+    fn commit(&mut self, batches: Vec<(Event, Seconds, oneshot::Sender<io::Result<()>>)>) {
         let first_seq = self.seq + 1;
         let records: Vec<Record> = batches
             .iter()
             .enumerate()
-            .map(|(i, (items, now, _))| Record {
+            .map(|(i, (event, now, _))| Record {
                 seq: first_seq + i as u64,
                 now: *now,
-                items: items.clone(),
+                event: event.clone(),
             })
             .collect();
         if let Err(e) = self.journal.append(&records) {
@@ -282,8 +305,8 @@ impl Writer {
         }
         self.seq += records.len() as u64;
         self.dirty = true;
-        for (items, now, done) in batches {
-            self.engine.apply_accepted(&items, now);
+        for (event, now, done) in batches {
+            apply(&self.engine, &event, now);
             let _ = done.send(Ok(()));
         }
     }

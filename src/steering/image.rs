@@ -18,6 +18,8 @@ pub struct Image {
     pub mirrors: Vec<String>,
     pub blocks: Vec<BlockImage>,
     pub services: Vec<ServiceImage>,
+    /// Mirrors an operator drained (by name).
+    pub drained: Vec<String>,
 }
 
 /// A sub-block's measurements; mirrors as indexes into [`Image::mirrors`].
@@ -63,10 +65,15 @@ impl Engine {
             .collect();
         blocks.sort_by_key(|b| b.block);
         let services = tables.iter().map(|t| service_image(t)).collect();
+        let drained = (0..bindings.mirror_names.len())
+            .filter(|id| MirrorId::try_from(*id).is_ok_and(|id| self.status.is_drained(id)))
+            .map(|id| bindings.mirror_names[id].clone())
+            .collect();
         Image {
             mirrors: bindings.mirror_names.clone(),
             blocks,
             services,
+            drained,
         }
     }
 
@@ -88,6 +95,10 @@ impl Engine {
                     }
                 }
             }
+        }
+        for name in &image.drained {
+            let id = self.mirror_id(name);
+            self.status.set_drained(id, true);
         }
         let tables = self.tables.lock();
         for service in image.services {

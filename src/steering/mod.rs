@@ -19,6 +19,7 @@
 mod decision;
 mod image;
 mod measurements;
+mod status;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -36,6 +37,7 @@ pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
 pub use table::Decision;
 
 use measurements::MeasurementStore;
+use status::MirrorStatus;
 use table::{Clusters, OperatorPrefixes, ServiceConfig, family_index};
 
 use crate::zone::{Family, Service, ZoneSet};
@@ -59,6 +61,7 @@ pub struct Engine {
     store: RwLock<MeasurementStore>,
     bindings: RwLock<Bindings>,
     tables: Mutex<BTreeMap<String, Arc<ServiceTable>>>,
+    status: Arc<MirrorStatus>,
 }
 
 /// Which services use which mirror, as of the last zone load.
@@ -81,16 +84,25 @@ pub struct ServiceTable {
 pub struct ServiceHandle {
     table: Arc<ServiceTable>,
     config: Arc<ServiceConfig>,
+    status: Arc<MirrorStatus>,
 }
 
 impl ServiceHandle {
     /// The mirror (an index into the service's mirrors) that answers `client`
     /// asking for `family` addresses; `None` when no mirror has an address of
-    /// that family.
+    /// that family. Drained and down mirrors get no answers; when that leaves
+    /// none, the service fails open: [`Decision::mirror`] is `None`.
     pub fn decide(&self, client: IpNet, family: Family) -> Option<Decision> {
-        let wanted = self.config.family_masks[family_index(family)];
-        if wanted == 0 {
+        let with_family = self.config.family_masks[family_index(family)];
+        if with_family == 0 {
             return None;
+        }
+        let wanted = self.status.available(&self.config.mirror_ids, with_family);
+        if wanted == 0 {
+            return Some(Decision {
+                mirror: None,
+                scope: 0,
+            });
         }
         if let Some(d) =
             table::answer_known(&self.table.clusters.read(), &self.config, &client, wanted)
@@ -146,6 +158,13 @@ pub struct Probe {
     pub block: IpNet,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorState {
+    pub name: String,
+    pub drained: bool,
+    pub down: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct ServiceSummary {
     pub name: String,
@@ -188,7 +207,11 @@ impl Engine {
                             services_of.entry(*id).or_default().push(Arc::clone(&table));
                         }
                         kept.insert(config.name.clone(), Arc::clone(&table));
-                        ServiceHandle { table, config }
+                        ServiceHandle {
+                            table,
+                            config,
+                            status: Arc::clone(&self.status),
+                        }
                     })
                     .collect()
             })
@@ -280,6 +303,59 @@ impl Engine {
             let dirty = table::register_measured(&mut clusters, &config, &blocks);
             table::reevaluate(&mut clusters, &config, &store, now, dirty);
         }
+    }
+
+    /// Drains (`true`) or undrains mirror `name`: a drained mirror gets no
+    /// new answers, its clusters go to their next best at once. `None` for a
+    /// mirror no zone names; else whether anything changed.
+    pub fn set_drained(&self, name: &str, drained: bool) -> Option<bool> {
+        let id = self.known_mirror(name)?;
+        Some(self.status.set_drained(id, drained))
+    }
+
+    /// Marks mirror `name` down or up, as its health check found.
+    pub fn set_down(&self, name: &str, down: bool) -> Option<bool> {
+        let id = self.known_mirror(name)?;
+        Some(self.status.set_down(id, down))
+    }
+
+    /// Services whose every mirror is drained or down: they answer with all
+    /// of their mirrors (fail open).
+    pub fn failing_open(&self) -> Vec<String> {
+        self.tables
+            .lock()
+            .values()
+            .filter_map(|t| {
+                let config = t.config.read();
+                let all = config.family_masks[0] | config.family_masks[1];
+                (self.status.available(&config.mirror_ids, all) == 0).then(|| config.name.clone())
+            })
+            .collect()
+    }
+
+    fn known_mirror(&self, name: &str) -> Option<MirrorId> {
+        let bindings = self.bindings.read();
+        bindings
+            .mirror_ids
+            .get(name)
+            .copied()
+            .filter(|id| bindings.services_of.contains_key(id))
+    }
+
+    /// Every mirror the zones name, with whether it is drained and down.
+    pub fn mirror_states(&self) -> Vec<MirrorState> {
+        let bindings = self.bindings.read();
+        let mut states: Vec<MirrorState> = bindings
+            .services_of
+            .keys()
+            .map(|id| MirrorState {
+                name: bindings.mirror_names[usize::from(*id)].clone(),
+                drained: self.status.is_drained(*id),
+                down: self.status.is_down(*id),
+            })
+            .collect();
+        states.sort_by(|a, b| a.name.cmp(&b.name));
+        states
     }
 
     /// Probe work for `mirror`: sub-blocks of every service using it that lack

@@ -247,8 +247,9 @@ impl Cluster {
 /// The answer for one query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// Index into the service's mirrors.
-    pub mirror: usize,
+    /// Index into the service's mirrors; `None`: every mirror is drained or
+    /// down, answer with all of them (fail open).
+    pub mirror: Option<usize>,
     /// The prefix length of the deciding cluster (the ECS scope).
     pub scope: u8,
 }
@@ -417,14 +418,20 @@ fn answer(cluster: &Cluster, scope: u8, config: &ServiceConfig, wanted: u64) -> 
         .filter_map(|id| config.local_index(*id))
         .find(|local| wanted & (1 << local) != 0);
     if let Some(mirror) = ranked {
-        return Decision { mirror, scope };
+        return Decision {
+            mirror: Some(mirror),
+            scope,
+        };
     }
     let untried = wanted & !cluster.sent.load(Ordering::Relaxed);
     let pool = if untried != 0 { untried } else { wanted };
     let turn = cluster.turn.fetch_add(1, Ordering::Relaxed) % pool.count_ones() as usize;
     let mirror = nth_set_bit(pool, turn);
     cluster.sent.fetch_or(1 << mirror, Ordering::Relaxed);
-    Decision { mirror, scope }
+    Decision {
+        mirror: Some(mirror),
+        scope,
+    }
 }
 
 fn nth_set_bit(mut bits: u64, n: usize) -> usize {
