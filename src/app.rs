@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::api;
 use crate::dns::{self, Catalog, Handler};
+use crate::health::Health;
 use crate::state::{self, StateDir};
 use crate::steering::Engine;
 use crate::zone::{self, ZoneErrors};
@@ -30,6 +31,7 @@ pub struct Config {
 pub struct App {
     zone_paths: Vec<PathBuf>,
     engine: Arc<Engine>,
+    health: Health,
     handler: Arc<Handler>,
     reload_lock: Mutex<()>,
 }
@@ -48,6 +50,7 @@ impl App {
         let steering = engine.bind(&zones);
         Ok(App {
             zone_paths,
+            health: Health::new(Arc::clone(&engine)),
             engine,
             handler: Arc::new(Handler::new(Catalog { zones, steering })),
             reload_lock: Mutex::new(()),
@@ -76,8 +79,14 @@ impl App {
             services: zones.services().count(),
         };
         let steering = self.engine.bind(&zones);
+        self.health.start(&zones);
         self.handler.swap(Catalog { zones, steering });
         Ok(loaded)
+    }
+
+    /// Starts the health checks of the zones loaded at start.
+    pub fn start_health_checks(&self) {
+        self.health.start(&self.handler.catalog().zones);
     }
 
     /// [`App::reload`] with the outcome logged, for every way a reload is asked for.
@@ -130,6 +139,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         token,
         journal.clone(),
     ));
+    app.start_health_checks();
     tokio::spawn(reload_on_sighup(Arc::clone(&app)));
     wait_for_shutdown().await?;
     info!("shutting down");

@@ -13,6 +13,7 @@
 //!   engine, with baselines, to measure how good the answers are.
 //! - [`state`]: the learned table on disk: a journal of acknowledged
 //!   measurement batches and snapshots, recovery, the state dir lock.
+//! - [`health`]: the health checks the server runs against mirrors.
 //! - [`api`]: the HTTP control API (health, reload, services, clusters,
 //!   probes, measurements) and its bearer token.
 //! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod app;
 pub mod dns;
+pub mod health;
 pub mod simulate;
 pub mod state;
 pub mod steering;

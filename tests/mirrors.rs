@@ -146,3 +146,116 @@ fn a_drain_survives_a_restart() {
         true
     );
 }
+
+/// A zone whose `fra` is health-checked by `health` (a YAML flow mapping).
+fn checked_zone(health: &str) -> tempfile::TempDir {
+    zone_dir(&[(
+        "checked.yaml",
+        &format!(
+            "origin: checked.test.
+soa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}
+records:
+  '': {{type: NS, value: ns1}}
+  ns1: {{type: A, value: 127.0.0.1}}
+services:
+  www:
+    mirrors:
+      - {{name: fra, ipv4: [192.0.2.1], health: {health}}}
+      - {{name: nyc, ipv4: [192.0.2.2]}}
+"
+        ),
+    )])
+}
+
+fn checked_www(s: &Server) -> Vec<String> {
+    addresses(
+        &s.udp(&ecs_query(
+            "www.checked.test.",
+            RecordType::A,
+            "198.51.100.0/24",
+        ))
+        .unwrap(),
+    )
+}
+
+/// Waits until `www` answers `expected`, for at most 15 s.
+fn wait_for_answer(s: &Server, expected: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while checked_www(s) != vec![expected] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "www never answered {expected}:\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn learn_fra_fastest(s: &Server) {
+    measure(
+        s,
+        json!([
+            {"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 10.0},
+            {"mirror": "nyc", "client": "198.51.100.0/24", "rtt_ms": 50.0},
+        ]),
+    );
+}
+
+#[test]
+fn a_tcp_health_check_takes_a_mirror_out_after_fall_failures_and_back_after_rise() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let zones = checked_zone(&format!(
+        "{{tcp_port: {port}, address: 127.0.0.1, interval_s: 1, timeout_ms: 300, rise: 2, fall: 2}}"
+    ));
+    let mut s = Server::start(zones.path());
+    learn_fra_fastest(&s);
+    assert_eq!(checked_www(&s), vec![FRA]);
+    drop(listener); // connections are now refused
+    wait_for_answer(&s, NYC);
+    s.wait_for_log("health check down", Duration::from_secs(1));
+    assert_eq!(
+        s.get("/v1/services").1["mirror_state"]["fra"]["healthy"],
+        false
+    );
+    let _back = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    wait_for_answer(&s, FRA);
+    s.wait_for_log("health check up", Duration::from_secs(1));
+}
+
+#[test]
+fn an_http_health_check_wants_2xx() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&healthy);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let status = if flag.load(Ordering::Relaxed) {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    let zones = checked_zone(&format!(
+        "{{url: 'http://127.0.0.1:{port}/health', interval_s: 1, timeout_ms: 500, rise: 1, fall: 1}}"
+    ));
+    let s = Server::start(zones.path());
+    learn_fra_fastest(&s);
+    assert_eq!(checked_www(&s), vec![FRA]);
+    healthy.store(false, Ordering::Relaxed);
+    wait_for_answer(&s, NYC);
+    healthy.store(true, Ordering::Relaxed);
+    wait_for_answer(&s, FRA);
+}
