@@ -13,6 +13,8 @@
 //!   engine, with baselines, to measure how good the answers are.
 //! - [`state`]: the learned table on disk: a journal of acknowledged
 //!   measurement batches and snapshots, recovery, the state dir lock.
+//! - [`agent`]: `mirrordns agent`, which measures beside a mirror: probe
+//!   work from the servers, TCP connect or ICMP echo, access-log RTTs.
 //! - [`health`]: the health checks the server runs against mirrors.
 //! - [`api`]: the HTTP control API (health, reload, services, clusters,
 //!   probes, measurements) and its bearer token.
@@ -20,6 +22,7 @@
 //!   listeners.
 //! - `main.rs`: the command line only.
 
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod dns;

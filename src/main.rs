@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mirrordns::{app, zone};
+use mirrordns::{agent, app, zone};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -33,6 +33,8 @@ enum LogFormat {
 enum Command {
     /// Serve the zones over DNS (UDP and TCP) with the control API beside.
     Serve(ServeArgs),
+    /// Run beside a mirror: measure the clients the servers ask about, post the results.
+    Agent(AgentArgs),
     /// Validate zone files without serving; exit 0 when all are good, 1 otherwise.
     Check {
         /// Zone files to check.
@@ -68,11 +70,71 @@ struct ServeArgs {
     api_token: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// A server's API, e.g. http://ns1.example.net:8053; may be repeated.
+    #[arg(long = "server", required = true)]
+    servers: Vec<String>,
+    /// This mirror's name, as the zones call it.
+    #[arg(long)]
+    mirror: String,
+    /// File holding the servers' API bearer token (else MIRRORDNS_API_TOKEN).
+    #[arg(long)]
+    api_token_file: Option<PathBuf>,
+    #[arg(
+        long = "api-token",
+        env = "MIRRORDNS_API_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    api_token: Option<String>,
+    /// How to measure: ICMP echo where allowed (auto), or TCP connect time.
+    #[arg(long, value_enum, default_value_t = agent::MethodChoice::Auto)]
+    method: agent::MethodChoice,
+    /// The port TCP probes connect to (a reset counts as a reply).
+    #[arg(long, default_value_t = 443)]
+    probe_port: u16,
+    /// A probe with no answer in this time is posted as a timeout.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Seconds between fetches of probe work from each server.
+    #[arg(long, default_value_t = 10)]
+    interval_s: u64,
+    /// Probes in flight at once, at most.
+    #[arg(long, default_value_t = 64)]
+    max_inflight: usize,
+    /// Probes started per second, at most (0: no limit).
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Follow this access log for passive RTTs (client address first, TCP RTT in µs last).
+    #[arg(long)]
+    access_log: Option<PathBuf>,
+    /// Format of --access-log.
+    #[arg(long = "access-log-format", value_enum, default_value_t = AccessLogFormat::NginxTcpinfo)]
+    access_log_format: AccessLogFormat,
+    /// Seconds over which passive RTTs are aggregated (median per sub-block).
+    #[arg(long, default_value_t = 60)]
+    passive_window_s: u64,
+    /// Sub-block lengths passive RTTs are aggregated at.
+    #[arg(long, default_value_t = 24)]
+    block_v4: u8,
+    #[arg(long, default_value_t = 48)]
+    block_v6: u8,
+}
+
+/// Access log formats `--access-log` understands.
+#[derive(Clone, Copy, ValueEnum)]
+enum AccessLogFormat {
+    /// nginx with `$remote_addr` first and `$tcpinfo_rtt` last.
+    NginxTcpinfo,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Agent(args) => agent(args),
         Command::Check { files } => check(&files),
     }
 }
@@ -98,6 +160,43 @@ fn serve(args: ServeArgs) -> ExitCode {
         api_token_file: args.api_token_file,
         api_token: args.api_token,
     };
+    run_async(app::serve(config))
+}
+
+fn agent(args: AgentArgs) -> ExitCode {
+    let token = match (&args.api_token_file, args.api_token) {
+        (Some(file), _) => match std::fs::read_to_string(file) {
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => {
+                eprintln!("mirrordns: cannot read {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, token) => token,
+    };
+    let AccessLogFormat::NginxTcpinfo = args.access_log_format;
+    let options = agent::Options {
+        servers: args.servers,
+        mirror: args.mirror,
+        token,
+        method: args.method,
+        probe_port: args.probe_port,
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        interval: std::time::Duration::from_secs(args.interval_s),
+        max_inflight: args.max_inflight,
+        rate: args.rate,
+        access_log: args.access_log,
+        passive_window: std::time::Duration::from_secs(args.passive_window_s),
+        block_v4: args.block_v4,
+        block_v6: args.block_v6,
+    };
+    run_async(agent::run(options))
+}
+
+/// Runs `future` on a multi-threaded runtime; its error ends the process with 1.
+fn run_async<E: std::fmt::Display>(
+    future: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -105,7 +204,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::serve(config)) {
+    match runtime.block_on(future) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mirrordns: {e}");

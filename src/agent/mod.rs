@@ -1,0 +1,344 @@
+//! `mirrordns agent`: runs beside a mirror, takes its probe work from every
+//! server, measures, and posts the results back (SPEC section 5).
+//!
+//! - `probe`: TCP connect and ICMP echo.
+//! - `passive`: RTTs from a web server's access log.
+//!
+//! Each server has its own probe loop and its own poster, so a server that
+//! is down delays nothing for the others. A poster retries a batch with
+//! backoff until it gets an answer; a batch that got its 200 is never sent
+//! again, one that got a 4xx (refused as invalid, or a wrong token) is
+//! logged and dropped, since sending it again cannot help.
+
+mod passive;
+mod probe;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, error, info, warn};
+
+use probe::{Outcome, Prober};
+
+/// The server's batch limit is 1 MiB of JSON; 1,000 measurements stay well under.
+const BATCH: usize = 1000;
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodChoice {
+    /// ICMP echo where the host allows it, else TCP connect.
+    Auto,
+    Tcp,
+    Icmp,
+}
+
+pub struct Options {
+    pub servers: Vec<String>,
+    pub mirror: String,
+    pub token: Option<String>,
+    pub method: MethodChoice,
+    pub probe_port: u16,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub max_inflight: usize,
+    /// Probes per second at most, over all servers.
+    pub rate: f64,
+    pub access_log: Option<PathBuf>,
+    pub passive_window: Duration,
+    pub block_v4: u8,
+    pub block_v6: u8,
+}
+
+/// Runs until the process is stopped.
+pub async fn run(options: Options) -> Result<(), String> {
+    if options.servers.is_empty() {
+        return Err("give at least one --server".to_string());
+    }
+    let prober = Arc::new(choose_prober(&options));
+    let pacer = Arc::new(Pacer::new(options.rate));
+    let inflight = Arc::new(Semaphore::new(options.max_inflight.max(1)));
+    let mut posters = Vec::new();
+    for server in &options.servers {
+        let server = server.trim_end_matches('/').to_string();
+        let (tx, rx) = mpsc::channel::<Vec<Value>>(64);
+        tokio::spawn(post_loop(server.clone(), options.token.clone(), rx));
+        posters.push(tx.clone());
+        let work = ProbeWork {
+            server,
+            mirror: options.mirror.clone(),
+            prober: Arc::clone(&prober),
+            pacer: Arc::clone(&pacer),
+            inflight: Arc::clone(&inflight),
+            results: tx,
+            interval: options.interval,
+        };
+        tokio::spawn(work.run());
+    }
+    if let Some(log) = &options.access_log {
+        tokio::spawn(follow_log(
+            log.clone(),
+            options.mirror.clone(),
+            options.passive_window,
+            options.block_v4,
+            options.block_v6,
+            posters,
+        ));
+    }
+    info!(mirror = %options.mirror, servers = options.servers.len(), method = prober.method(), "agent running");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn choose_prober(options: &Options) -> Prober {
+    let tcp = || Prober::tcp(options.probe_port, options.timeout);
+    match options.method {
+        MethodChoice::Tcp => tcp(),
+        MethodChoice::Icmp | MethodChoice::Auto => match Prober::icmp(options.timeout) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, port = options.probe_port, "ICMP echo is not allowed here (no raw socket, and ping_group_range excludes us): measuring TCP connect time instead");
+                tcp()
+            }
+        },
+    }
+}
+
+/// Spaces probes so that at most `rate` start per second.
+struct Pacer {
+    gap: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Pacer {
+        let gap = if rate > 0.0 {
+            Duration::from_secs_f64(1.0 / rate)
+        } else {
+            Duration::ZERO
+        };
+        Pacer {
+            gap,
+            next: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let start = {
+            let mut next = self.next.lock().await;
+            let start = (*next).max(Instant::now());
+            *next = start + self.gap;
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+}
+
+#[derive(Deserialize)]
+struct ProbeList {
+    probes: Vec<ProbeItem>,
+}
+
+#[derive(Deserialize)]
+struct ProbeItem {
+    target: String,
+    block: String,
+}
+
+struct ProbeWork {
+    server: String,
+    mirror: String,
+    prober: Arc<Prober>,
+    pacer: Arc<Pacer>,
+    inflight: Arc<Semaphore>,
+    results: mpsc::Sender<Vec<Value>>,
+    interval: Duration,
+}
+
+impl ProbeWork {
+    async fn run(self) {
+        let client = reqwest::Client::new();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.fetch(&client).await {
+                Ok(work) => {
+                    backoff = Duration::from_secs(1);
+                    if !work.is_empty() {
+                        let measured = self.measure_all(work).await;
+                        for chunk in measured.chunks(BATCH) {
+                            if self.results.send(chunk.to_vec()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(self.interval).await;
+                }
+                Err(e) => {
+                    warn!(server = %self.server, error = %e, retry_in = ?backoff, "cannot fetch probe work");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, client: &reqwest::Client) -> Result<Vec<ProbeItem>, String> {
+        // Mirror names are letters, digits, '-' and '_': nothing to escape.
+        let url = format!("{}/v1/probes?mirror={}", self.server, self.mirror);
+        let response = client
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "{} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            ));
+        }
+        let list: ProbeList = response.json().await.map_err(|e| e.to_string())?;
+        Ok(list.probes)
+    }
+
+    async fn measure_all(&self, work: Vec<ProbeItem>) -> Vec<Value> {
+        let tasks: Vec<_> = work
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let Some(target) = probe_address(&item.target) else {
+                    debug!(target = %item.target, "unusable probe target");
+                    return None;
+                };
+                let (prober, pacer, inflight) = (
+                    Arc::clone(&self.prober),
+                    Arc::clone(&self.pacer),
+                    Arc::clone(&self.inflight),
+                );
+                let mirror = self.mirror.clone();
+                Some(tokio::spawn(async move {
+                    pacer.wait().await;
+                    let _slot = inflight.acquire().await.ok()?;
+                    let outcome = prober.measure(target, i as u16).await;
+                    Some(measurement_json(
+                        &mirror,
+                        &item.block,
+                        outcome,
+                        prober.method(),
+                    ))
+                }))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            if let Ok(Some(m)) = t.await {
+                out.push(m);
+            }
+        }
+        out
+    }
+}
+
+/// The address to probe for a target: the address itself, or for a subnet
+/// its first host (the network address does not answer).
+fn probe_address(target: &str) -> Option<IpAddr> {
+    if let Ok(addr) = target.parse::<IpAddr>() {
+        return Some(addr);
+    }
+    let net: IpNet = target.parse().ok()?;
+    net.hosts().next()
+}
+
+fn measurement_json(mirror: &str, block: &str, outcome: Outcome, method: &str) -> Value {
+    match outcome {
+        Outcome::Rtt(ms) => {
+            json!({"mirror": mirror, "client": block, "rtt_ms": ms, "method": method})
+        }
+        Outcome::Timeout => {
+            json!({"mirror": mirror, "client": block, "timeout": true, "method": method})
+        }
+    }
+}
+
+/// Posts batches to one server, in order, retrying each until it is answered.
+async fn post_loop(server: String, token: Option<String>, mut batches: mpsc::Receiver<Vec<Value>>) {
+    let client = reqwest::Client::new();
+    let url = format!("{server}/v1/measurements");
+    while let Some(batch) = batches.recv().await {
+        let body = json!({ "measurements": batch });
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let mut request = client
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(30));
+            if let Some(t) = &token {
+                request = request.bearer_auth(t);
+            }
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {
+                    debug!(server = %server, measurements = batch.len(), "batch posted");
+                    break;
+                }
+                Ok(r) if r.status().is_client_error() => {
+                    let status = r.status();
+                    let answer = r.text().await.unwrap_or_default();
+                    error!(server = %server, %status, %answer, "batch refused; dropped");
+                    break;
+                }
+                Ok(r) => {
+                    warn!(server = %server, status = %r.status(), retry_in = ?backoff, "batch not stored")
+                }
+                Err(e) => {
+                    warn!(server = %server, error = %e, retry_in = ?backoff, "cannot post batch")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+async fn follow_log(
+    path: PathBuf,
+    mirror: String,
+    window: Duration,
+    block_v4: u8,
+    block_v6: u8,
+    posters: Vec<mpsc::Sender<Vec<Value>>>,
+) {
+    let mut follower = passive::Follower::new(&path);
+    let mut aggregator = passive::Aggregator::new(block_v4, block_v6);
+    let mut window_end = Instant::now() + window;
+    info!(log = %path.display(), window = ?window, "following the access log for passive RTTs");
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match follower.read_lines() {
+            Ok(lines) => lines
+                .iter()
+                .filter_map(|l| passive::parse_line(l))
+                .for_each(|(c, rtt)| aggregator.add(c, rtt)),
+            Err(e) => warn!(log = %path.display(), error = %e, "cannot read the access log"),
+        }
+        if Instant::now() < window_end {
+            continue;
+        }
+        window_end = Instant::now() + window;
+        let medians: Vec<Value> = aggregator
+            .drain_medians()
+            .into_iter()
+            .map(|(block, rtt)| json!({"mirror": mirror, "client": block.to_string(), "rtt_ms": rtt, "method": "passive"}))
+            .collect();
+        for chunk in medians.chunks(BATCH) {
+            for poster in &posters {
+                let _ = poster.send(chunk.to_vec()).await;
+            }
+        }
+    }
+}
