@@ -20,6 +20,7 @@
 //!   probes, measurements) and its bearer token.
 //! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
 //!   listeners.
+//! - [`table`]: `mirrordns table`, the learned table as a readable table.
 //! - `main.rs`: the command line only.
 
 pub mod agent;
@@ -30,4 +31,5 @@ pub mod health;
 pub mod simulate;
 pub mod state;
 pub mod steering;
+pub mod table;
 pub mod zone;

@@ -35,6 +35,17 @@ enum Command {
     Serve(ServeArgs),
     /// Run beside a mirror: measure the clients the servers ask about, post the results.
     Agent(AgentArgs),
+    /// Print a running server's learned table for a service.
+    Table {
+        /// The service, e.g. www.example.test
+        service: String,
+        /// The server's API.
+        #[arg(long, default_value = "http://127.0.0.1:8053")]
+        api: String,
+        /// Print the API's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate zone files without serving; exit 0 when all are good, 1 otherwise.
     Check {
         /// Zone files to check.
@@ -135,6 +146,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Agent(args) => agent(args),
+        Command::Table { service, api, json } => table(&service, &api, json),
         Command::Check { files } => check(&files),
     }
 }
@@ -206,6 +218,23 @@ fn run_async<E: std::fmt::Display>(
     };
     match runtime.block_on(future) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mirrordns: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn table(service: &str, api: &str, json: bool) -> ExitCode {
+    match mirrordns::table::fetch(api, service) {
+        Ok(table) if json => {
+            println!("{}", table.json);
+            ExitCode::SUCCESS
+        }
+        Ok(table) => {
+            print!("{}", table.render());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("mirrordns: {e}");
             ExitCode::FAILURE

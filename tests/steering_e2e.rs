@@ -296,3 +296,60 @@ fn a_reload_keeps_what_was_learned() {
     assert_eq!(www(&s, "198.51.100.0/24"), (NYC.to_string(), 16));
     assert_eq!(clusters(&s)[0]["state"], "complete");
 }
+
+#[test]
+fn the_table_command_prints_the_learned_clusters() {
+    let s = server();
+    measure(
+        &s,
+        json!([
+            {"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 48.0},
+            {"mirror": "nyc", "client": "198.51.100.0/24", "rtt_ms": 11.5},
+            {"mirror": "sin", "client": "198.51.100.0/24", "timeout": true},
+        ]),
+    );
+    www(&s, "198.51.100.0/24");
+    let api = format!("http://{}", s.api);
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+            .args(["table", "www.steer.test", "--api", &api])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = run(&[]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "www.steer.test.");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        [
+            "PREFIX", "STATE", "MIRROR", "fra", "ms", "nyc", "ms", "sin", "ms", "QUERIES"
+        ]
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        [
+            "198.51.0.0/16",
+            "complete",
+            "nyc",
+            "48.0",
+            "11.5",
+            "timeout",
+            "1"
+        ]
+    );
+    let json: Value = serde_json::from_str(&run(&["--json"])).unwrap();
+    assert_eq!(json["clusters"][0]["mirror"], "nyc");
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args(["table", "nope.steer.test", "--api", &api])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no service"));
+}
