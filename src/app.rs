@@ -13,9 +13,11 @@ use tracing::{error, info, warn};
 use crate::api;
 use crate::dns::{self, Catalog, Handler};
 use crate::health::Health;
+use crate::metrics::Counters;
 use crate::state::{self, StateDir};
 use crate::steering::Engine;
 use crate::zone::{self, ZoneErrors};
+use std::sync::atomic::Ordering;
 
 /// What `mirrordns serve` was asked to do.
 pub struct Config {
@@ -32,6 +34,7 @@ pub struct App {
     zone_paths: Vec<PathBuf>,
     engine: Arc<Engine>,
     health: Health,
+    counters: Counters,
     handler: Arc<Handler>,
     reload_lock: Mutex<()>,
 }
@@ -51,6 +54,7 @@ impl App {
         Ok(App {
             zone_paths,
             health: Health::new(Arc::clone(&engine)),
+            counters: Counters::default(),
             engine,
             handler: Arc::new(Handler::new(Catalog { zones, steering })),
             reload_lock: Mutex::new(()),
@@ -63,6 +67,10 @@ impl App {
 
     pub fn shared_engine(&self) -> Arc<Engine> {
         Arc::clone(&self.engine)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn handler(&self) -> Arc<Handler> {
@@ -86,12 +94,26 @@ impl App {
 
     /// Starts the health checks of the zones loaded at start.
     pub fn start_health_checks(&self) {
+        self.counters
+            .last_reload
+            .store(crate::steering::now(), Ordering::Relaxed);
         self.health.start(&self.handler.catalog().zones);
     }
 
     /// [`App::reload`] with the outcome logged, for every way a reload is asked for.
     pub fn reload_logged(&self, trigger: &str) -> Result<Loaded, ZoneErrors> {
         let result = self.reload();
+        let counter = if result.is_ok() {
+            &self.counters.reloads_ok
+        } else {
+            &self.counters.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if result.is_ok() {
+            self.counters
+                .last_reload
+                .store(crate::steering::now(), Ordering::Relaxed);
+        }
         match &result {
             Ok(l) => info!(
                 trigger,

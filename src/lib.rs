@@ -16,6 +16,7 @@
 //! - [`agent`]: `mirrordns agent`, which measures beside a mirror: probe
 //!   work from the servers, TCP connect or ICMP echo, access-log RTTs.
 //! - [`health`]: the health checks the server runs against mirrors.
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`api`]: the HTTP control API (health, reload, services, clusters,
 //!   probes, measurements) and its bearer token.
 //! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
@@ -28,6 +29,7 @@ pub mod api;
 pub mod app;
 pub mod dns;
 pub mod health;
+pub mod metrics;
 pub mod simulate;
 pub mod state;
 pub mod steering;

@@ -259,3 +259,135 @@ fn an_http_health_check_wants_2xx() {
     healthy.store(true, Ordering::Relaxed);
     wait_for_answer(&s, FRA);
 }
+
+/// Samples of `/metrics`, parsed as Prometheus text: (name, labels, value).
+fn metrics(s: &Server) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let text = reqwest::blocking::get(s.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    assert!(!scrape.samples.is_empty());
+    scrape
+        .samples
+        .into_iter()
+        .map(|sample| {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            let labels = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (sample.metric, labels, value)
+        })
+        .collect()
+}
+
+fn metric(
+    samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
+    name: &str,
+    want: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, labels, _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
+#[test]
+fn metrics_count_what_the_server_did() {
+    let s = Server::start(&fixture("steering"));
+    learned(&s);
+    for _ in 0..5 {
+        www(&s);
+    }
+    s.query("nothing.steer.test.", RecordType::TXT);
+    assert_eq!(post(&s, "/v1/mirrors/sin/drain").0, 200);
+    let bad = reqwest::blocking::Client::new()
+        .post(s.url("/v1/measurements"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"measurements": [{"mirror": "fra", "client": "198.51.100.1", "rtt_ms": 1.0}, {"mirror": "x", "client": "1.2.3.4", "rtt_ms": 1.0}]}))
+        .send()
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let m = metrics(&s);
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_dns_queries_total",
+            &[("qtype", "A"), ("rcode", "NOERROR")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_dns_queries_total",
+            &[("qtype", "TXT"), ("rcode", "NXDOMAIN")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_steered_answers_total",
+            &[("service", "www.steer.test."), ("mirror", "nyc")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_clusters",
+            &[("service", "www.steer.test."), ("state", "complete")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_measurements_total",
+            &[("result", "accepted")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_measurements_total",
+            &[("result", "rejected")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(&m, "mirrordns_mirror_drained", &[("mirror", "sin")]),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "mirrordns_mirror_healthy", &[("mirror", "sin")]),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "mirrordns_probe_backlog", &[("mirror", "fra")]),
+        0.0
+    );
+    assert_eq!(s.post("/v1/reload", Some(TOKEN)).0, 200);
+    let m = metrics(&s);
+    assert_eq!(
+        metric(&m, "mirrordns_zone_reloads_total", &[("result", "ok")]),
+        1.0
+    );
+    assert!(metric(&m, "mirrordns_zone_last_reload_timestamp_seconds", &[]) > 1.7e9);
+}

@@ -49,6 +49,7 @@ pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
         .route("/v1/services", get(steering::services))
         .route("/v1/services/{fqdn}/clusters", get(steering::clusters))
         .route("/v1/probes", get(steering::probes))
+        .route("/metrics", get(metrics))
         .merge(writes)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -57,6 +58,24 @@ pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
 pub async fn serve(listener: TcpListener, app: Arc<App>, token: String, journal: Journal) {
     if let Err(e) = axum::serve(listener, router(app, token, journal)).await {
         error!(error = %e, "api server stopped");
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let app = Arc::clone(&state.app);
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&app)).await {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        _ => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        ),
     }
 }
 

@@ -2,6 +2,7 @@
 //! and measurement batches (SPEC section 3).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 use axum::Json;
@@ -128,19 +129,32 @@ struct RawMeasurement {
 }
 
 pub async fn post_measurements(State(state): State<ApiState>, body: Bytes) -> Response {
+    let counters = state.app.counters();
+    let reject = |count: usize, message: &str| {
+        counters.batches_rejected.fetch_add(1, Ordering::Relaxed);
+        counters
+            .measurements_rejected
+            .fetch_add(count as u64, Ordering::Relaxed);
+        error_response(StatusCode::BAD_REQUEST, message)
+    };
     let batch = match parse_batch(&body) {
         Ok(b) => b,
-        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+        Err(message) => return reject(0, &message),
     };
     let now = steering::now();
     let accepted = match state.app.engine().validate(&batch, now) {
         Ok(a) => a,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return reject(batch.len(), &e.to_string()),
     };
     let count = accepted.len();
     // 200 only once the batch is on stable storage and applied (SPEC section 4).
     match state.journal.commit(accepted, now).await {
-        Ok(()) => Json(json!({ "accepted": count })).into_response(),
+        Ok(()) => {
+            counters
+                .measurements_accepted
+                .fetch_add(count as u64, Ordering::Relaxed);
+            Json(json!({ "accepted": count })).into_response()
+        }
         Err(e) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("not stored, retry: {e}"),

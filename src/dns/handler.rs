@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
@@ -31,6 +32,82 @@ pub enum Transport {
 /// atomically and each request keeps the snapshot it started with.
 pub struct Handler {
     catalog: ArcSwap<Catalog>,
+    stats: QueryStats,
+}
+
+/// The query types counted on their own; the rest count as "other".
+const COUNTED_TYPES: [RecordType; 12] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::ANY,
+    RecordType::CAA,
+    RecordType::CNAME,
+    RecordType::DS,
+    RecordType::MX,
+    RecordType::NS,
+    RecordType::PTR,
+    RecordType::SOA,
+    RecordType::SRV,
+    RecordType::TXT,
+];
+/// Rcodes up to BADVERS (16) counted on their own; higher ones as 17.
+const COUNTED_RCODES: usize = 18;
+/// RFC 1035, 2136 and 6891 mnemonics, as dig prints them.
+const RCODE_NAMES: [&str; 17] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15",
+    "BADVERS",
+];
+
+/// Queries by type and rcode, in plain atomics: a labelled metric family
+/// would hash its labels on every query.
+pub struct QueryStats {
+    counts: Vec<AtomicU64>,
+}
+
+impl Default for QueryStats {
+    fn default() -> Self {
+        QueryStats {
+            counts: (0..(COUNTED_TYPES.len() + 2) * COUNTED_RCODES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl QueryStats {
+    fn record(&self, qtype: Option<RecordType>, rcode: ResponseCode) {
+        let t = match qtype {
+            None => COUNTED_TYPES.len() + 1,
+            Some(q) => COUNTED_TYPES
+                .iter()
+                .position(|c| *c == q)
+                .unwrap_or(COUNTED_TYPES.len()),
+        };
+        let r = usize::from(u16::from(rcode)).min(COUNTED_RCODES - 1);
+        self.counts[t * COUNTED_RCODES + r].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Non-zero counts as (query type, rcode, count); types "other" and
+    /// "none" (undecodable requests), rcodes by their mnemonic.
+    pub fn snapshot(&self) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        for (i, count) in self.counts.iter().enumerate() {
+            let n = count.load(Ordering::Relaxed);
+            if n == 0 {
+                continue;
+            }
+            let (t, r) = (i / COUNTED_RCODES, i % COUNTED_RCODES);
+            let qtype = match COUNTED_TYPES.get(t) {
+                Some(q) => q.to_string(),
+                None if t == COUNTED_TYPES.len() => "other".to_string(),
+                None => "none".to_string(),
+            };
+            let rcode = RCODE_NAMES.get(r).copied().unwrap_or("other").to_string();
+            out.push((qtype, rcode, n));
+        }
+        out
+    }
 }
 
 /// What the request's OPT record asked for, as far as the response needs it.
@@ -43,6 +120,7 @@ impl Handler {
     pub fn new(catalog: Catalog) -> Self {
         Handler {
             catalog: ArcSwap::from_pointee(catalog),
+            stats: QueryStats::default(),
         }
     }
 
@@ -64,6 +142,7 @@ impl Handler {
         let message = match Message::from_vec(request) {
             Ok(m) => m,
             Err(_) => {
+                self.stats.record(None, ResponseCode::FormErr);
                 return encode_bare(
                     header.metadata.id,
                     header.metadata.op_code,
@@ -71,17 +150,25 @@ impl Handler {
                 );
             }
         };
-        let response = self.respond(&message, request, source, transport);
-        Some(response)
+        let (response, limit) = self.respond(&message, request, source, transport);
+        let qtype = message.queries.first().map(|q| q.query_type());
+        self.stats.record(qtype, response.metadata.response_code);
+        Some(encode_within(response, limit))
     }
 
+    /// Queries answered so far, by type and rcode.
+    pub fn stats(&self) -> &QueryStats {
+        &self.stats
+    }
+
+    /// The response and the size it must fit in.
     fn respond(
         &self,
         request: &Message,
         raw: &[u8],
         source: IpAddr,
         transport: Transport,
-    ) -> Vec<u8> {
+    ) -> (Message, usize) {
         let mut response = Message::response(request.metadata.id, request.metadata.op_code);
         response.metadata.recursion_desired = request.metadata.recursion_desired;
         response.metadata.checking_disabled = request.metadata.checking_disabled;
@@ -95,10 +182,10 @@ impl Handler {
         {
             Ok(e) => e,
             Err(rcode) => {
-                return finish_error(
-                    response,
-                    rcode,
-                    request.edns.as_ref().map(|_| OUR_UDP_PAYLOAD),
+                let payload = request.edns.as_ref().map(|_| OUR_UDP_PAYLOAD);
+                return (
+                    error_response(response, rcode, payload),
+                    usize::from(CLASSIC_UDP_PAYLOAD),
                 );
             }
         };
@@ -124,7 +211,7 @@ impl Handler {
             response.metadata.response_code = rcode;
             set_opt(&mut response, edns.as_ref(), None);
         }
-        encode_within(response, limit)
+        (response, limit)
     }
 }
 
@@ -252,14 +339,14 @@ fn set_opt(response: &mut Message, edns: Option<&RequestEdns>, scope: Option<u8>
     response.set_edns(ours);
 }
 
-fn finish_error(mut response: Message, rcode: ResponseCode, payload: Option<u16>) -> Vec<u8> {
+fn error_response(mut response: Message, rcode: ResponseCode, payload: Option<u16>) -> Message {
     response.metadata.response_code = rcode;
     if let Some(p) = payload {
         let mut ours = Edns::new();
         ours.set_max_payload(p);
         response.set_edns(ours);
     }
-    encode_within(response, usize::from(CLASSIC_UDP_PAYLOAD))
+    response
 }
 
 /// Encodes `response`; when it does not fit in `limit` bytes, sends the

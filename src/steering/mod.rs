@@ -25,6 +25,7 @@ mod table;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -75,6 +76,8 @@ struct Bindings {
 /// One service's clusters; outlives zone reloads while the service keeps its name.
 pub struct ServiceTable {
     clusters: RwLock<Clusters>,
+    /// Answers with every mirror because none was available.
+    failed_open: AtomicU64,
     config: RwLock<Arc<ServiceConfig>>,
     zone: RwLock<String>,
 }
@@ -99,6 +102,7 @@ impl ServiceHandle {
         }
         let wanted = self.status.available(&self.config.mirror_ids, with_family);
         if wanted == 0 {
+            self.table.failed_open.fetch_add(1, Ordering::Relaxed);
             return Some(Decision {
                 mirror: None,
                 scope: 0,
@@ -159,6 +163,13 @@ pub struct Probe {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerCount {
+    pub service: String,
+    pub by_mirror: Vec<(String, u64)>,
+    pub failed_open: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MirrorState {
     pub name: String,
     pub drained: bool,
@@ -202,7 +213,9 @@ impl Engine {
                     .iter()
                     .map(|service| {
                         let config = Arc::new(service_config(service, &mut bindings));
-                        let table = self.table_for(&tables, &config, &zone.origin.to_ascii());
+                        let mirrors = bindings.mirror_names.len();
+                        let table =
+                            self.table_for(&tables, &config, &zone.origin.to_ascii(), mirrors);
                         for id in &config.mirror_ids {
                             services_of.entry(*id).or_default().push(Arc::clone(&table));
                         }
@@ -228,14 +241,19 @@ impl Engine {
         tables: &BTreeMap<String, Arc<ServiceTable>>,
         config: &Arc<ServiceConfig>,
         zone: &str,
+        mirrors: usize,
     ) -> Arc<ServiceTable> {
         let Some(table) = tables.get(&config.name) else {
+            let mut clusters = Clusters::default();
+            clusters.count_mirrors(mirrors);
             return Arc::new(ServiceTable {
-                clusters: RwLock::new(Clusters::default()),
+                clusters: RwLock::new(clusters),
+                failed_open: AtomicU64::new(0),
                 config: RwLock::new(Arc::clone(config)),
                 zone: RwLock::new(zone.to_string()),
             });
         };
+        table.clusters.write().count_mirrors(mirrors);
         let mirrors_changed = table.config.read().mirror_ids != config.mirror_ids;
         *table.config.write() = Arc::clone(config);
         *table.zone.write() = zone.to_string();
@@ -329,6 +347,28 @@ impl Engine {
                 let config = t.config.read();
                 let all = config.family_masks[0] | config.family_masks[1];
                 (self.status.available(&config.mirror_ids, all) == 0).then(|| config.name.clone())
+            })
+            .collect()
+    }
+
+    /// Answers given per service and mirror, and fail-open answers per service.
+    pub fn answer_counts(&self) -> Vec<AnswerCount> {
+        let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
+        let bindings = self.bindings.read();
+        tables
+            .iter()
+            .map(|t| AnswerCount {
+                service: t.config.read().name.clone(),
+                by_mirror: t
+                    .clusters
+                    .read()
+                    .answered()
+                    .filter(|(_, n)| *n > 0)
+                    .filter_map(|(id, n)| {
+                        Some((bindings.mirror_names.get(usize::from(id))?.clone(), n))
+                    })
+                    .collect(),
+                failed_open: t.failed_open.load(Ordering::Relaxed),
             })
             .collect()
     }

@@ -259,9 +259,35 @@ pub struct Decision {
 pub struct Clusters {
     v4: PrefixMap<Ipv4Net, Cluster>,
     v6: PrefixMap<Ipv6Net, Cluster>,
+    /// Answers given, by mirror id: counted here, under the lock every
+    /// decision already holds.
+    answered: Vec<AtomicU64>,
 }
 
 impl Clusters {
+    /// Makes room to count answers for mirror ids below `mirrors`.
+    pub fn count_mirrors(&mut self, mirrors: usize) {
+        while self.answered.len() < mirrors {
+            self.answered.push(AtomicU64::new(0));
+        }
+    }
+
+    fn count_answer(&self, decision: &Decision, config: &ServiceConfig) {
+        if let Some(id) = decision.mirror.and_then(|m| config.mirror_ids.get(m))
+            && let Some(counter) = self.answered.get(usize::from(*id))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Answers given so far, by mirror id.
+    pub fn answered(&self) -> impl Iterator<Item = (MirrorId, u64)> + '_ {
+        self.answered
+            .iter()
+            .enumerate()
+            .filter_map(|(id, n)| Some((MirrorId::try_from(id).ok()?, n.load(Ordering::Relaxed))))
+    }
+
     pub fn longest_match(&self, addr: IpAddr) -> Option<(IpNet, &Cluster)> {
         match addr {
             IpAddr::V4(a) => self
@@ -388,7 +414,9 @@ pub fn answer_known(
         client.addr(),
         config.block_len(Family::of(client.addr())),
     );
-    Some(answer(cluster, scope, config, wanted))
+    let decision = answer(cluster, scope, config, wanted);
+    clusters.count_answer(&decision, config);
+    Some(decision)
 }
 
 /// Answers a query, creating the cluster or registering the sub-block first.
@@ -406,7 +434,9 @@ pub fn answer_new(
     let block = cluster.blocks.get_or_insert(block_prefix);
     block.target.get_or_insert(*client);
     block.queries.fetch_add(1, Ordering::Relaxed);
-    Some(answer(cluster, scope, config, wanted))
+    let decision = answer(cluster, scope, config, wanted);
+    clusters.count_answer(&decision, config);
+    Some(decision)
 }
 
 /// The best ranked mirror that has an address of the asked family; round

@@ -1,0 +1,171 @@
+//! `/metrics` in the Prometheus text format (prometheus-client encodes it).
+//!
+//! The hot paths count in plain atomics (the DNS handler per query type and
+//! rcode, the steering tables per mirror); a scrape reads those and the
+//! engine's state into a fresh registry and encodes it. The metric list is
+//! in docs/METRICS.md.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::app::App;
+
+/// Counters kept outside the DNS handler and the engine.
+#[derive(Default)]
+pub struct Counters {
+    pub measurements_accepted: AtomicU64,
+    pub measurements_rejected: AtomicU64,
+    pub batches_rejected: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Unix time of the last successful load or reload.
+    pub last_reload: AtomicU64,
+}
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Probe work counted per mirror at a scrape, at most this much.
+const BACKLOG_LIMIT: usize = 100_000;
+
+pub fn render(app: &App) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("mirrordns");
+    let engine = app.engine();
+    let now = crate::steering::now();
+
+    let queries = Family::<Labels, Counter>::default();
+    for (qtype, rcode, n) in app.handler().stats().snapshot() {
+        queries
+            .get_or_create(&labels(&[("qtype", &qtype), ("rcode", &rcode)]))
+            .inc_by(n);
+    }
+    registry.register(
+        "dns_queries",
+        "DNS queries answered, by query type and rcode",
+        queries,
+    );
+
+    let answers = Family::<Labels, Counter>::default();
+    let failed_open = Family::<Labels, Counter>::default();
+    for count in engine.answer_counts() {
+        for (mirror, n) in &count.by_mirror {
+            answers
+                .get_or_create(&labels(&[("service", &count.service), ("mirror", mirror)]))
+                .inc_by(*n);
+        }
+        failed_open
+            .get_or_create(&labels(&[("service", &count.service)]))
+            .inc_by(count.failed_open);
+    }
+    registry.register(
+        "steered_answers",
+        "Steered answers given, by service and mirror",
+        answers,
+    );
+    registry.register(
+        "failed_open_answers",
+        "Answers with every mirror because none was available",
+        failed_open,
+    );
+
+    let clusters = Family::<Labels, Gauge>::default();
+    for s in engine.services() {
+        let learning = (s.clusters - s.complete) as i64;
+        clusters
+            .get_or_create(&labels(&[("service", &s.name), ("state", "complete")]))
+            .set(s.complete as i64);
+        clusters
+            .get_or_create(&labels(&[("service", &s.name), ("state", "learning")]))
+            .set(learning);
+    }
+    registry.register(
+        "clusters",
+        "Clusters in the learned table, by service and state",
+        clusters,
+    );
+
+    let c = app.counters();
+    let measurements = Family::<Labels, Counter>::default();
+    for (result, counter) in [
+        ("accepted", &c.measurements_accepted),
+        ("rejected", &c.measurements_rejected),
+    ] {
+        measurements
+            .get_or_create(&labels(&[("result", result)]))
+            .inc_by(counter.load(Ordering::Relaxed));
+    }
+    registry.register(
+        "measurements",
+        "Measurements posted, accepted or in rejected batches",
+        measurements,
+    );
+    let batches_rejected = Counter::<u64>::default();
+    batches_rejected.inc_by(c.batches_rejected.load(Ordering::Relaxed));
+    registry.register(
+        "measurement_batches_rejected",
+        "Measurement batches refused whole",
+        batches_rejected,
+    );
+
+    let backlog = Family::<Labels, Gauge>::default();
+    let up = Family::<Labels, Gauge>::default();
+    let drained = Family::<Labels, Gauge>::default();
+    for m in engine.mirror_states() {
+        let work = engine
+            .probes(&m.name, now, BACKLOG_LIMIT)
+            .map_or(0, |p| p.len());
+        backlog
+            .get_or_create(&labels(&[("mirror", &m.name)]))
+            .set(work as i64);
+        up.get_or_create(&labels(&[("mirror", &m.name)]))
+            .set(i64::from(!m.down));
+        drained
+            .get_or_create(&labels(&[("mirror", &m.name)]))
+            .set(i64::from(m.drained));
+    }
+    registry.register(
+        "probe_backlog",
+        "Sub-blocks waiting for a fresh measurement from the mirror",
+        backlog,
+    );
+    registry.register(
+        "mirror_healthy",
+        "1 while the mirror's health checks pass (or it has none)",
+        up,
+    );
+    registry.register(
+        "mirror_drained",
+        "1 while an operator has the mirror drained",
+        drained,
+    );
+
+    let reloads = Family::<Labels, Counter>::default();
+    for (result, counter) in [("ok", &c.reloads_ok), ("failed", &c.reloads_failed)] {
+        reloads
+            .get_or_create(&labels(&[("result", result)]))
+            .inc_by(counter.load(Ordering::Relaxed));
+    }
+    registry.register("zone_reloads", "Zone reloads by result", reloads);
+    let last = Gauge::<i64>::default();
+    last.set(c.last_reload.load(Ordering::Relaxed) as i64);
+    registry.register(
+        "zone_last_reload_timestamp_seconds",
+        "Unix time of the last successful zone load",
+        last,
+    );
+
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
