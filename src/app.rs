@@ -27,6 +27,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub api_token_file: Option<PathBuf>,
     pub api_token: Option<String>,
+    /// How often clusters are moved off (and back onto) mirrors over capacity.
+    pub load_interval: std::time::Duration,
 }
 
 /// The running server's zones and steering state.
@@ -162,6 +164,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         journal.clone(),
     ));
     app.start_health_checks();
+    tokio::spawn(rebalance_loop(app.shared_engine(), config.load_interval));
     tokio::spawn(reload_on_sighup(Arc::clone(&app)));
     wait_for_shutdown().await?;
     info!("shutting down");
@@ -170,6 +173,29 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         error!(error = %e, "final snapshot failed; the journal keeps everything");
     }
     Ok(())
+}
+
+/// Runs the load ticks and logs every move.
+async fn rebalance_loop(engine: Arc<Engine>, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    let mut last = std::time::Instant::now();
+    loop {
+        ticker.tick().await;
+        let elapsed = last.elapsed().as_secs_f64();
+        last = std::time::Instant::now();
+        let engine = Arc::clone(&engine);
+        let moves =
+            tokio::task::spawn_blocking(move || engine.rebalance(crate::steering::now(), elapsed))
+                .await;
+        for (m, from, to) in moves.unwrap_or_default() {
+            if m.back {
+                info!(service = %m.service, cluster = %m.cluster, from = %from, to = %to, qps = m.qps, "cluster moved back to its best mirror: load fell");
+            } else {
+                info!(service = %m.service, cluster = %m.cluster, from = %from, to = %to, qps = m.qps, "cluster moved off an overloaded mirror");
+            }
+        }
+    }
 }
 
 /// Logs every service left with no available mirror, which answers with all.

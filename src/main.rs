@@ -79,6 +79,9 @@ struct ServeArgs {
         hide = true
     )]
     api_token: Option<String>,
+    /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
+    #[arg(long, default_value_t = 5000)]
+    load_interval_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +174,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         state_dir: args.state_dir,
         api_token_file: args.api_token_file,
         api_token: args.api_token,
+        load_interval: std::time::Duration::from_millis(args.load_interval_ms.max(100)),
     };
     run_async(app::serve(config))
 }

@@ -150,6 +150,16 @@ pub fn render(app: &App) -> Result<String, std::fmt::Error> {
         drained,
     );
 
+    let load = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for (mirror, l) in engine.reported_loads(now) {
+        load.get_or_create(&labels(&[("mirror", &mirror)])).set(l);
+    }
+    registry.register(
+        "mirror_reported_load",
+        "Load the mirror's agent reported (1.0 = at capacity), while fresh",
+        load,
+    );
+
     let reloads = Family::<Labels, Counter>::default();
     for (result, counter) in [("ok", &c.reloads_ok), ("failed", &c.reloads_failed)] {
         reloads

@@ -383,6 +383,22 @@ fn metrics_count_what_the_server_did() {
         metric(&m, "mirrordns_probe_backlog", &[("mirror", "fra")]),
         0.0
     );
+    assert_eq!(s.post("/v1/load", Some(TOKEN)).0, 400);
+    let report = reqwest::blocking::Client::new()
+        .post(s.url("/v1/load"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"mirror": "nyc", "load": 0.75}))
+        .send()
+        .unwrap();
+    assert_eq!(report.status().as_u16(), 200);
+    assert_eq!(
+        metric(
+            &metrics(&s),
+            "mirrordns_mirror_reported_load",
+            &[("mirror", "nyc")]
+        ),
+        0.75
+    );
     assert_eq!(s.post("/v1/reload", Some(TOKEN)).0, 200);
     let m = metrics(&s);
     assert_eq!(

@@ -41,6 +41,7 @@ pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
     let writes = Router::new()
         .route("/v1/reload", post(reload))
         .route("/v1/measurements", post(steering::post_measurements))
+        .route("/v1/load", post(steering::post_load))
         .route("/v1/mirrors/{name}/drain", post(steering::drain))
         .route("/v1/mirrors/{name}/undrain", post(steering::undrain))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -60,6 +60,7 @@ pub async fn clusters(State(state): State<ApiState>, Path(fqdn): Path<String>) -
                 "state": if c.complete { "complete" } else { "learning" },
                 "mirror": c.mirror,
                 "rtt_ms": rtt,
+                "offloaded": c.offloaded,
                 "blocks": c.blocks,
                 "queries": c.queries,
             })
@@ -230,6 +231,42 @@ async fn set_drained(
         Err(e) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("not stored, retry: {e}"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoadReport {
+    mirror: String,
+    load: f64,
+}
+
+/// An agent's load figure for its mirror: 1.0 is at capacity.
+pub async fn post_load(State(state): State<ApiState>, body: Bytes) -> Response {
+    let report: LoadReport = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"mirror\": NAME, \"load\": NUMBER}}: {e}"),
+            );
+        }
+    };
+    if !report.load.is_finite() || !(0.0..=1000.0).contains(&report.load) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("load {} is not in [0, 1000]", report.load),
+        );
+    }
+    match state
+        .app
+        .engine()
+        .report_load(&report.mirror, report.load, steering::now())
+    {
+        Some(()) => Json(json!({ "mirror": report.mirror, "load": report.load })).into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            &format!("unknown mirror {:?}", report.mirror),
         ),
     }
 }

@@ -18,6 +18,7 @@
 
 mod decision;
 mod image;
+mod load;
 mod measurements;
 mod status;
 mod table;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use decision::Score;
 pub use image::Image;
+pub use load::Move;
 pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
 pub use table::Decision;
 
@@ -63,6 +65,8 @@ pub struct Engine {
     bindings: RwLock<Bindings>,
     tables: Mutex<BTreeMap<String, Arc<ServiceTable>>>,
     status: Arc<MirrorStatus>,
+    /// Load figures agents reported: (load, when).
+    reported_load: Mutex<HashMap<MirrorId, (f64, Seconds)>>,
 }
 
 /// Which services use which mirror, as of the last zone load.
@@ -189,7 +193,10 @@ pub struct ServiceSummary {
 pub struct ClusterView {
     pub prefix: IpNet,
     pub complete: bool,
+    /// The mirror a client of the cluster gets now.
     pub mirror: Option<String>,
+    /// Moved off its best mirror, which is over capacity.
+    pub offloaded: bool,
     /// Latency per mirror as the decision uses it; unmeasured mirrors absent.
     pub rtt: Vec<(String, Score)>,
     pub blocks: usize,
@@ -351,6 +358,74 @@ impl Engine {
             .collect()
     }
 
+    /// Records the load an agent reported for `mirror` (1.0 = at capacity).
+    /// `None` for a mirror no zone names.
+    pub fn report_load(&self, mirror: &str, load: f64, now: Seconds) -> Option<()> {
+        let id = self.known_mirror(mirror)?;
+        self.reported_load.lock().insert(id, (load, now));
+        Some(())
+    }
+
+    /// Fresh reported loads by mirror name.
+    pub fn reported_loads(&self, now: Seconds) -> Vec<(String, f64)> {
+        let bindings = self.bindings.read();
+        let mut loads: Vec<(String, f64)> = self
+            .fresh_reports(now)
+            .into_iter()
+            .filter_map(|(id, l)| Some((bindings.mirror_names.get(usize::from(id))?.clone(), l)))
+            .collect();
+        loads.sort_by(|a, b| a.0.cmp(&b.0));
+        loads
+    }
+
+    fn fresh_reports(&self, now: Seconds) -> HashMap<MirrorId, f64> {
+        self.reported_load
+            .lock()
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) <= load::REPORT_TTL)
+            .map(|(id, (l, _))| (*id, *l))
+            .collect()
+    }
+
+    /// One load tick over every service (see `load`): moves clusters off
+    /// mirrors over capacity and back; returns the moves with mirror names.
+    pub fn rebalance(&self, now: Seconds, elapsed_s: f64) -> Vec<(Move, String, String)> {
+        let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
+        let reported = self.fresh_reports(now);
+        let mut moves = Vec::new();
+        for table in tables {
+            let config = Arc::clone(&table.config.read());
+            let store = self.store.read();
+            let inputs = load::TickInputs {
+                store: &store,
+                status: &self.status,
+                reported: &reported,
+                now,
+                elapsed: elapsed_s,
+            };
+            moves.extend(load::rebalance(
+                &mut table.clusters.write(),
+                &config,
+                &inputs,
+            ));
+        }
+        let bindings = self.bindings.read();
+        let name = |id: MirrorId| {
+            bindings
+                .mirror_names
+                .get(usize::from(id))
+                .cloned()
+                .unwrap_or_default()
+        };
+        moves
+            .into_iter()
+            .map(|m| {
+                let (from, to) = (name(m.from), name(m.to));
+                (m, from, to)
+            })
+            .collect()
+    }
+
     /// Answers given per service and mirror, and fail-open answers per service.
     pub fn answer_counts(&self) -> Vec<AnswerCount> {
         let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
@@ -463,9 +538,12 @@ impl Engine {
                     prefix,
                     complete: cluster.is_complete(),
                     mirror: cluster
-                        .ranking
-                        .first()
+                        .offload
+                        .iter()
+                        .chain(&cluster.ranking)
+                        .find(|id| self.status.is_available(**id))
                         .map(|id| bindings.mirror_names[usize::from(*id)].clone()),
+                    offloaded: cluster.offload.is_some(),
                     rtt: config
                         .mirror_names
                         .iter()
@@ -539,6 +617,7 @@ fn service_config(service: &Service, bindings: &mut Bindings) -> ServiceConfig {
         mirror_ids,
         mirror_names: service.mirrors.iter().map(|m| m.name.clone()).collect(),
         family_masks: [mask(Family::V4), mask(Family::V6)],
+        capacity_qps: service.mirrors.iter().map(|m| m.capacity_qps).collect(),
         initial_len: [c.initial_v4, c.initial_v6],
         block_len: [c.block_v4, c.block_v6],
         operator_prefixes: OperatorPrefixes::new(&c.prefixes),

@@ -22,6 +22,8 @@ pub struct ServiceConfig {
     pub mirror_names: Vec<String>,
     /// Bit `i` set: mirror `i` has an address of that family (IPv4, IPv6).
     pub family_masks: [u64; 2],
+    /// Answers per second mirror `i` takes for this service, if it has a limit.
+    pub capacity_qps: Vec<Option<u64>>,
     pub initial_len: [u8; 2],
     pub block_len: [u8; 2],
     pub operator_prefixes: OperatorPrefixes,
@@ -197,6 +199,10 @@ pub struct Cluster {
     /// Looking that up in the trie on every query would cost more than the
     /// rest of the decision.
     may_enclose: bool,
+    /// Moved off its best mirror to this one while that was over capacity.
+    pub offload: Option<MirrorId>,
+    /// The cluster's query count at the last load tick.
+    pub queries_at_tick: u64,
 }
 
 impl Cluster {
@@ -308,7 +314,7 @@ impl Clusters {
         }
     }
 
-    fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut Cluster> {
+    pub fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut Cluster> {
         match prefix {
             IpNet::V4(p) => self.v4.get_mut(p),
             IpNet::V6(p) => self.v6.get_mut(p),
@@ -367,6 +373,12 @@ impl Clusters {
             IpNet::V4(p) => self.v4.children(p).next().is_some(),
             IpNet::V6(p) => self.v6.children(p).next().is_some(),
         }
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (IpNet, &mut Cluster)> {
+        let v4 = self.v4.iter_mut().map(|(p, c)| (IpNet::V4(p), c));
+        let v6 = self.v6.iter_mut().map(|(p, c)| (IpNet::V6(p), c));
+        v4.chain(v6)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Cluster)> {
@@ -443,8 +455,9 @@ pub fn answer_new(
 /// robin while learning, never-answered mirrors first.
 fn answer(cluster: &Cluster, scope: u8, config: &ServiceConfig, wanted: u64) -> Decision {
     let ranked = cluster
-        .ranking
+        .offload
         .iter()
+        .chain(&cluster.ranking)
         .filter_map(|id| config.local_index(*id))
         .find(|local| wanted & (1 << local) != 0);
     if let Some(mirror) = ranked {
