@@ -68,10 +68,20 @@ struct ServeArgs {
     /// Directory for learned state and the generated API token.
     #[arg(long, default_value = "state")]
     state_dir: PathBuf,
-    /// File holding the API bearer token.
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
+    #[arg(long, default_value_t = 5000)]
+    load_interval_ms: u64,
+}
+
+/// The API bearer token: a file, or the environment.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// File holding the API bearer token (else MIRRORDNS_API_TOKEN).
     #[arg(long)]
     api_token_file: Option<PathBuf>,
-    /// The API bearer token itself (used when --api-token-file is not given).
+    /// The token itself, from the environment.
     #[arg(
         long = "api-token",
         env = "MIRRORDNS_API_TOKEN",
@@ -79,9 +89,6 @@ struct ServeArgs {
         hide = true
     )]
     api_token: Option<String>,
-    /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
-    #[arg(long, default_value_t = 5000)]
-    load_interval_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -92,16 +99,8 @@ struct AgentArgs {
     /// This mirror's name, as the zones call it.
     #[arg(long)]
     mirror: String,
-    /// File holding the servers' API bearer token (else MIRRORDNS_API_TOKEN).
-    #[arg(long)]
-    api_token_file: Option<PathBuf>,
-    #[arg(
-        long = "api-token",
-        env = "MIRRORDNS_API_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
-    api_token: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
     /// How to measure: ICMP echo where allowed (auto), or TCP connect time.
     #[arg(long, value_enum, default_value_t = agent::MethodChoice::Auto)]
     method: agent::MethodChoice,
@@ -172,15 +171,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         api: args.api,
         state_dir: args.state_dir,
-        api_token_file: args.api_token_file,
-        api_token: args.api_token,
+        api_token_file: args.token.api_token_file,
+        api_token: args.token.api_token,
         load_interval: std::time::Duration::from_millis(args.load_interval_ms.max(100)),
     };
     run_async(app::serve(config))
 }
 
 fn agent(args: AgentArgs) -> ExitCode {
-    let token = match (&args.api_token_file, args.api_token) {
+    let token = match (&args.token.api_token_file, args.token.api_token) {
         (Some(file), _) => match std::fs::read_to_string(file) {
             Ok(t) => Some(t.trim().to_string()),
             Err(e) => {
