@@ -35,6 +35,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run beside a mirror: measure the clients the servers ask about, post the results.
     Agent(AgentArgs),
+    /// Replay a latency data set through the steering engine, beside baselines.
+    Simulate(SimulateArgs),
     /// Print a running server's learned table for a service.
     Table {
         /// The service, e.g. www.example.test
@@ -73,6 +75,54 @@ struct ServeArgs {
     /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
     #[arg(long, default_value_t = 5000)]
     load_interval_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// A data set of shared/data/latency: a WonderNetwork or RIPE Atlas
+    /// country directory, or a square matrix file (one row per line).
+    #[arg(long)]
+    data: PathBuf,
+    /// The square matrix's values are seconds, not milliseconds.
+    #[arg(long)]
+    seconds: bool,
+    /// Mirrors by node name, comma separated (e.g. Frankfurt,NewYork,Singapore).
+    #[arg(long, value_delimiter = ',')]
+    mirrors: Vec<String>,
+    /// Or this many mirrors drawn at random.
+    #[arg(long, default_value_t = 8)]
+    mirror_count: usize,
+    /// Client /16s, each mixing one to three nodes.
+    #[arg(long, default_value_t = 400)]
+    networks: usize,
+    /// Active /24s in each client /16.
+    #[arg(long, default_value_t = 8)]
+    blocks_per_network: usize,
+    #[arg(long, default_value_t = 12)]
+    rounds: usize,
+    /// Simulated seconds between rounds.
+    #[arg(long, default_value_t = 600)]
+    round_seconds: u64,
+    /// The service's measurements.max_age_s.
+    #[arg(long, default_value_t = 3600)]
+    max_age_s: u64,
+    /// Relative noise on probe answers (0.1 = ±10 %).
+    #[arg(long, default_value_t = 0.1)]
+    noise: f64,
+    /// Share of probe answers lost (posted as timeouts).
+    #[arg(long, default_value_t = 0.0)]
+    timeouts: f64,
+    /// From this round on, the routes of some client nodes change.
+    #[arg(long)]
+    route_change_round: Option<usize>,
+    /// Share of client nodes whose routes change.
+    #[arg(long, default_value_t = 0.2)]
+    route_change_share: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also draw the convergence curves to this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 /// The API bearer token: a file, or the environment.
@@ -149,6 +199,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Agent(args) => agent(args),
         Command::Table { service, api, json } => table(&service, &api, json),
+        Command::Simulate(args) => simulate(args),
         Command::Check { files } => check(&files),
     }
 }
@@ -226,6 +277,91 @@ fn run_async<E: std::fmt::Display>(
             ExitCode::FAILURE
         }
     }
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    match run_simulation(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mirrordns: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_simulation(args: &SimulateArgs) -> Result<(), String> {
+    use mirrordns::simulate::{
+        self, LatencyMatrix, RouteChange, RunOptions, Scenario, ScenarioShape,
+    };
+    let matrix = LatencyMatrix::load(&args.data, args.seconds)
+        .map_err(|e| format!("{}: {e}", args.data.display()))?;
+    let mirrors = if args.mirrors.is_empty() {
+        None
+    } else {
+        let find = |name: &String| {
+            matrix
+                .names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(name))
+                .ok_or_else(|| format!("no node {name:?} in the data set"))
+        };
+        Some(
+            args.mirrors
+                .iter()
+                .map(find)
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let shape = ScenarioShape {
+        mirror_count: args.mirror_count,
+        networks: args.networks,
+        blocks_per_network: args.blocks_per_network,
+        seed: args.seed,
+        mirrors,
+    };
+    let scenario = Scenario::generate(&matrix, &shape);
+    let options = RunOptions {
+        round_seconds: args.round_seconds,
+        max_age_s: args.max_age_s,
+        timeouts: args.timeouts,
+        route_change: args.route_change_round.map(|round| RouteChange {
+            round,
+            share: args.route_change_share,
+        }),
+        ..RunOptions::new(args.rounds, args.noise, args.seed)
+    };
+    let report = simulate::run(&matrix, &scenario, &options)?;
+    let names: Vec<&str> = scenario
+        .mirrors
+        .iter()
+        .map(|m| matrix.names[*m].as_str())
+        .collect();
+    println!(
+        "{} nodes; mirrors {}; {} client sub-blocks in {} /16s; noise {} %; seed {}",
+        matrix.len(),
+        names.join(","),
+        scenario.blocks.len(),
+        args.networks,
+        args.noise * 100.0,
+        args.seed
+    );
+    print!("{}", simulate::report::table(&report));
+    let settled = args
+        .route_change_round
+        .unwrap_or(args.rounds)
+        .min(args.rounds);
+    println!(
+        "answer changes per sub-block and hour, rounds 2 to {}: {:.4}",
+        settled.saturating_sub(1),
+        simulate::report::flaps_per_hour(&report, scenario.blocks.len(), 1.min(settled))
+            * if settled > 2 { 1.0 } else { 0.0 }
+    );
+    if let Some(svg) = &args.svg {
+        let title = format!("{} mirrors, noise {} %", names.len(), args.noise * 100.0);
+        simulate::report::svg(&report, &title, svg)?;
+        println!("plot: {}", svg.display());
+    }
+    Ok(())
 }
 
 fn table(service: &str, api: &str, json: bool) -> ExitCode {

@@ -61,18 +61,10 @@ fn learns_the_fastest_mirror_on_a_synthetic_topology() {
             networks: 60,
             blocks_per_network: 8,
             seed: 7,
+            mirrors: None,
         },
     );
-    let report = run(
-        &matrix,
-        &scenario,
-        &RunOptions {
-            rounds: 4,
-            noise: 0.1,
-            seed: 7,
-        },
-    )
-    .unwrap();
+    let report = run(&matrix, &scenario, &RunOptions::new(4, 0.1, 7)).unwrap();
     print("synthetic, 8 mirrors, 10 % noise", &report);
     assert_learned(&report);
 }
@@ -94,18 +86,10 @@ fn learns_the_fastest_mirror_on_wondernetwork_data() {
                 networks: 400,
                 blocks_per_network: 8,
                 seed,
+                mirrors: None,
             },
         );
-        let report = run(
-            &matrix,
-            &scenario,
-            &RunOptions {
-                rounds: 4,
-                noise: 0.1,
-                seed,
-            },
-        )
-        .unwrap();
+        let report = run(&matrix, &scenario, &RunOptions::new(4, 0.1, seed)).unwrap();
         print(
             &format!(
                 "WonderNetwork ({} nodes), {mirrors} mirrors, 10 % noise",

@@ -3,12 +3,15 @@
 //! from the matrix (with noise), and each round reports how close the answers
 //! come to the oracle (the best mirror for every sub-block), beside baselines.
 //!
-//! - `matrix`: the latency data (WonderNetwork, or synthetic).
+//! - `matrix`: the latency data (WonderNetwork, RIPE Atlas countries, a
+//!   square matrix, or synthetic).
+//! - `report`: the results as a table and as an SVG plot.
 //!
 //! Deterministic for a seed: the generator is our own SplitMix64, so a seed
 //! gives the same run whatever version of a random crate is in the lock file.
 
 mod matrix;
+pub mod report;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -76,6 +79,8 @@ pub struct ScenarioShape {
     pub networks: usize,
     pub blocks_per_network: usize,
     pub seed: u64,
+    /// These nodes as mirrors instead of `mirror_count` drawn at random.
+    pub mirrors: Option<Vec<usize>>,
 }
 
 impl Scenario {
@@ -83,8 +88,12 @@ impl Scenario {
         let mut rng = SplitMix64::new(shape.seed);
         let mut nodes: Vec<usize> = (0..matrix.len()).collect();
         shuffle(&mut nodes, &mut rng);
-        let mirrors: Vec<usize> = nodes[..shape.mirror_count.min(nodes.len())].to_vec();
-        let clients = &nodes[mirrors.len()..];
+        let mirrors: Vec<usize> = match &shape.mirrors {
+            Some(chosen) => chosen.clone(),
+            None => nodes[..shape.mirror_count.min(nodes.len())].to_vec(),
+        };
+        let clients: Vec<usize> = nodes.into_iter().filter(|n| !mirrors.contains(n)).collect();
+        let clients = &clients[..];
         let mut blocks = Vec::new();
         for network in 0..shape.networks {
             let base = u32::from(Ipv4Addr::new(11, 0, 0, 0)) + ((network as u32) << 16);
@@ -143,14 +152,23 @@ fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
 /// One round's outcome.
 #[derive(Clone, Debug)]
 pub struct Round {
+    /// Simulated seconds since the start.
+    pub time: Seconds,
     /// Query-weighted mean RTT of the answers divided by the oracle's.
     pub ratio: f64,
     /// Share of queries answered with the best mirror.
     pub best: f64,
     /// Share of queries answered with a mirror within 5 ms of the best.
     pub within_5ms: f64,
+    /// Share of queries answered with a mirror within 10 ms of the best.
+    pub within_10ms: f64,
     pub clusters: usize,
+    /// Probes the mirrors were asked for this round.
     pub probes: usize,
+    /// Sub-blocks whose answer differs from the previous round's.
+    pub changed: usize,
+    /// The baselines on this round's matrix.
+    pub baselines: Baselines,
 }
 
 /// Mean RTT of each baseline divided by the oracle's.
@@ -172,6 +190,35 @@ pub struct RunOptions {
     /// Relative noise on every probe answer: 0.1 = ±10 %.
     pub noise: f64,
     pub seed: u64,
+    /// Simulated time between rounds.
+    pub round_seconds: Seconds,
+    /// The service's `measurements.max_age_s`.
+    pub max_age_s: Seconds,
+    /// Share of probe answers lost (posted as timeouts).
+    pub timeouts: f64,
+    /// From this round on, the routes of some client networks change.
+    pub route_change: Option<RouteChange>,
+}
+
+impl RunOptions {
+    pub fn new(rounds: usize, noise: f64, seed: u64) -> RunOptions {
+        RunOptions {
+            rounds,
+            noise,
+            seed,
+            round_seconds: ROUND_SECONDS,
+            max_age_s: 3600,
+            timeouts: 0.0,
+            route_change: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RouteChange {
+    pub round: usize,
+    /// Share of the client nodes whose routes change.
+    pub share: f64,
 }
 
 /// Replays `scenario` for `options.rounds` rounds through a fresh engine.
@@ -183,38 +230,53 @@ pub fn run(
     let names: Vec<String> = (0..scenario.mirrors.len())
         .map(|i| format!("m{i}"))
         .collect();
-    let (engine, handle) = engine_for(&names)?;
+    let (engine, handle) = engine_for(&names, options.max_age_s)?;
     let by_prefix: HashMap<IpNet, usize> =
         scenario.blocks.iter().map(|b| (b.prefix, b.node)).collect();
-    let cost = |node: usize, mirror: usize| {
-        matrix
-            .rtt(node, scenario.mirrors[mirror])
-            .unwrap_or(UNREACHABLE_MS)
-    };
-    let best: Vec<f64> = scenario
-        .blocks
-        .iter()
-        .map(|b| {
-            (0..names.len())
-                .map(|m| cost(b.node, m))
-                .fold(f64::INFINITY, f64::min)
-        })
-        .collect();
     let total: f64 = scenario.blocks.iter().map(|b| b.weight).sum();
-    let oracle_ms = weighted(scenario, &best) / total;
     let mut rng = SplitMix64::new(options.seed ^ 0x5EED);
+    let mut current = None::<LatencyMatrix>;
+    let mut previous: Vec<Option<usize>> = vec![None; scenario.blocks.len()];
     let mut rounds = Vec::new();
+    let mut first_oracle = None;
     for round in 0..options.rounds {
-        let now = START + round as Seconds * ROUND_SECONDS;
-        let answered: Vec<f64> = scenario
+        if let Some(change) = options.route_change
+            && change.round == round
+        {
+            let mut clients: Vec<usize> = scenario.blocks.iter().map(|b| b.node).collect();
+            clients.sort_unstable();
+            clients.dedup();
+            shuffle(&mut clients, &mut rng);
+            let changed = &clients[..(clients.len() as f64 * change.share).round() as usize];
+            current = Some(matrix.with_route_changes(changed, &mut rng));
+        }
+        let m = current.as_ref().unwrap_or(matrix);
+        let now = START + round as Seconds * options.round_seconds;
+        let cost = |node: usize, mirror: usize| {
+            m.rtt(node, scenario.mirrors[mirror])
+                .unwrap_or(UNREACHABLE_MS)
+        };
+        let best: Vec<f64> = scenario
             .blocks
             .iter()
             .map(|b| {
-                handle
-                    .decide(b.prefix, Family::V4)
-                    .and_then(|d| d.mirror)
-                    .map_or(UNREACHABLE_MS, |m| cost(b.node, m))
+                (0..names.len())
+                    .map(|mirror| cost(b.node, mirror))
+                    .fold(f64::INFINITY, f64::min)
             })
+            .collect();
+        let oracle_ms = weighted(scenario, &best) / total;
+        first_oracle.get_or_insert(oracle_ms);
+        let chosen: Vec<Option<usize>> = scenario
+            .blocks
+            .iter()
+            .map(|b| handle.decide(b.prefix, Family::V4).and_then(|d| d.mirror))
+            .collect();
+        let answered: Vec<f64> = scenario
+            .blocks
+            .iter()
+            .zip(&chosen)
+            .map(|(b, c)| c.map_or(UNREACHABLE_MS, |mirror| cost(b.node, mirror)))
             .collect();
         let share = |ok: &dyn Fn(usize) -> bool| {
             scenario
@@ -226,37 +288,49 @@ pub fn run(
                 .sum::<f64>()
                 / total
         };
+        let changed = chosen
+            .iter()
+            .zip(&previous)
+            .filter(|(now, before)| before.is_some() && now != before)
+            .count();
+        previous = chosen;
         let mut probes = 0;
-        for (m, name) in names.iter().enumerate() {
+        for (mirror, name) in names.iter().enumerate() {
             let work = engine.probes(name, now, usize::MAX).unwrap_or_default();
             probes += work.len();
             let batch: Vec<MeasurementRequest> = work
                 .iter()
                 .filter_map(|p| by_prefix.get(&p.block).map(|node| (p, *node)))
                 .map(|(p, node)| {
-                    probe_answer(
-                        name,
-                        p.block,
-                        matrix.rtt(node, scenario.mirrors[m]),
-                        options.noise,
-                        &mut rng,
-                        now,
-                    )
+                    let lost = rng.uniform(0.0, 1.0) < options.timeouts;
+                    let rtt = if lost {
+                        None
+                    } else {
+                        m.rtt(node, scenario.mirrors[mirror])
+                    };
+                    probe_answer(name, p.block, rtt, options.noise, &mut rng, now)
                 })
                 .collect();
             engine.apply(&batch, now).map_err(|e| e.to_string())?;
         }
         rounds.push(Round {
+            time: now - START,
             ratio: weighted(scenario, &answered) / total / oracle_ms,
             best: share(&|i| answered[i] <= best[i]),
             within_5ms: share(&|i| answered[i] <= best[i] + 5.0),
+            within_10ms: share(&|i| answered[i] <= best[i] + 10.0),
             clusters: engine.services().first().map_or(0, |s| s.clusters),
             probes,
+            changed,
+            baselines: baselines(m, scenario, &cost, total, oracle_ms),
         });
     }
-    let baselines = baselines(matrix, scenario, &cost, total, oracle_ms);
+    let baselines = rounds
+        .first()
+        .map(|r| r.baselines.clone())
+        .ok_or("no rounds")?;
     Ok(Report {
-        oracle_ms,
+        oracle_ms: first_oracle.unwrap_or(0.0),
         rounds,
         baselines,
     })
@@ -363,14 +437,14 @@ fn supernet_16(prefix: IpNet) -> IpNet {
 }
 
 /// An engine serving one service whose mirrors are `names`.
-fn engine_for(names: &[String]) -> Result<(Engine, ServiceHandle), String> {
+fn engine_for(names: &[String], max_age_s: Seconds) -> Result<(Engine, ServiceHandle), String> {
     let mirrors: String = names
         .iter()
         .enumerate()
         .map(|(i, n)| format!("      - {{name: {n}, ipv4: [198.51.100.{}]}}\n", i + 1))
         .collect();
     let text = format!(
-        "origin: sim.test.\nsoa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}\nrecords:\n  '': {{type: NS, value: ns1}}\n  ns1: {{type: A, value: 127.0.0.1}}\nservices:\n  www:\n    mirrors:\n{mirrors}"
+        "origin: sim.test.\nsoa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}\nrecords:\n  '': {{type: NS, value: ns1}}\n  ns1: {{type: A, value: 127.0.0.1}}\nservices:\n  www:\n    measurements: {{max_age_s: {max_age_s}}}\n    mirrors:\n{mirrors}"
     );
     let zone = zone::load_str(Path::new("simulation.yaml"), &text).map_err(|e| e.to_string())?;
     let engine = Engine::default();

@@ -63,6 +63,13 @@ impl Measurement {
     }
 }
 
+/// The weight of a new RTT in the moving average: a half, so two probes
+/// carry a lasting change three quarters of the way.
+const SMOOTHING: f32 = 0.5;
+/// A new RTT this many times higher or lower than the average is a route
+/// change, not noise: it replaces the average.
+const ROUTE_CHANGE: f32 = 1.5;
+
 /// One stored measurement: 12 bytes. A negative RTT is a timeout; time 0
 /// marks an empty slot; the time fits 32 bits until 2106.
 #[derive(Clone, Copy, Debug, Default)]
@@ -81,6 +88,21 @@ impl Slot {
             },
             time: u32::try_from(m.time).unwrap_or(u32::MAX).max(1),
             method: m.method,
+        }
+    }
+
+    /// The slot after a newer measurement: a moving average of RTTs, so
+    /// that noise in single probes does not switch answers, but a jump (the
+    /// route changed) or a timeout (unreachable now) is taken as it is.
+    fn followed_by(self, new: Slot) -> Slot {
+        let (old, latest) = (self.rtt_ms, new.rtt_ms);
+        let comparable = self.time != 0 && old > 0.0 && latest > 0.0;
+        if !comparable || latest > old * ROUTE_CHANGE || latest < old / ROUTE_CHANGE {
+            return new;
+        }
+        Slot {
+            rtt_ms: old + SMOOTHING * (latest - old),
+            ..new
         }
     }
 
@@ -138,7 +160,7 @@ impl MeasurementStore {
         let slot = &mut self.slots[row * self.stride + column];
         let new = Slot::new(measurement);
         if slot.time <= new.time {
-            *slot = new;
+            *slot = slot.followed_by(new);
         }
     }
 
@@ -206,7 +228,17 @@ mod tests {
         store.record(block, 5, at(9, 2.0)); // widens every row
         assert_eq!(store.get(&block).unwrap().get(1), Some(at(100, 10.0)));
         store.record(block, 1, at(100, 12.0));
-        assert_eq!(store.get(&block).unwrap().get(1), Some(at(100, 12.0)));
+        assert_eq!(
+            store.get(&block).unwrap().get(1),
+            Some(at(100, 11.0)),
+            "averaged with the last"
+        );
+        store.record(block, 1, at(101, 50.0));
+        assert_eq!(
+            store.get(&block).unwrap().get(1),
+            Some(at(101, 50.0)),
+            "a jump replaces"
+        );
         store.record(
             block,
             2,
