@@ -148,10 +148,8 @@ impl LatencyMatrix {
     pub fn with_route_changes(&self, nodes: &[usize], rng: &mut SplitMix64) -> LatencyMatrix {
         let mut rtt = self.rtt.clone();
         for &a in nodes {
-            for b in 0..self.len() {
-                if a == b {
-                    continue;
-                }
+            let others: Vec<usize> = (0..self.len()).filter(|b| *b != a).collect();
+            for b in others {
                 let factor = rng.uniform(0.5, 2.0);
                 if let Some(ms) = self.rtt(a, b) {
                     rtt[a][b] = Some(ms * factor);

@@ -56,6 +56,13 @@ pub fn flaps_per_hour(report: &Report, blocks: usize, from: usize) -> f64 {
     }
 }
 
+/// A line of the plot: its name, colour, and value per round.
+type Series = (
+    &'static str,
+    RGBColor,
+    Box<dyn Fn(&super::Round) -> Option<f64>>,
+);
+
 /// Draws the answered/oracle ratio per round and each baseline as a line.
 pub fn svg(report: &Report, title: &str, path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
@@ -87,7 +94,7 @@ pub fn svg(report: &Report, title: &str, path: &Path) -> Result<(), String> {
         .y_desc("mean RTT / oracle")
         .draw()
         .map_err(|e| e.to_string())?;
-    let series: [(&str, RGBColor, Box<dyn Fn(&super::Round) -> Option<f64>>); 4] = [
+    let series: [Series; 4] = [
         (
             "mirrordns",
             RGBColor(200, 30, 30),
