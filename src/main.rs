@@ -37,6 +37,16 @@ enum Command {
     Agent(AgentArgs),
     /// Replay a latency data set through the steering engine, beside baselines.
     Simulate(SimulateArgs),
+    /// Explain why a client gets its answer, from a running server.
+    Why {
+        /// The service, e.g. www.example.test
+        service: String,
+        /// The client: an address or a prefix (as an ECS subnet).
+        client: String,
+        /// The server's API.
+        #[arg(long, default_value = "http://127.0.0.1:8053")]
+        api: String,
+    },
     /// Print a running server's learned table for a service.
     Table {
         /// The service, e.g. www.example.test
@@ -200,6 +210,20 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent(args),
         Command::Table { service, api, json } => table(&service, &api, json),
         Command::Simulate(args) => simulate(args),
+        Command::Why {
+            service,
+            client,
+            api,
+        } => match mirrordns::table::why(&api, &service, &client) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mirrordns: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { files } => check(&files),
     }
 }

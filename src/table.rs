@@ -1,5 +1,5 @@
-//! `mirrordns table`: a running server's learned table for a service, as
-//! an operator reads it (the API's JSON underneath).
+//! `mirrordns table` and `mirrordns why`: a running server's learned table
+//! and its reasons, as an operator reads them (the API's JSON underneath).
 
 use serde_json::Value;
 
@@ -8,21 +8,72 @@ pub struct Table {
     mirrors: Vec<String>,
 }
 
+fn get(url: String) -> Result<Value, String> {
+    let response = reqwest::blocking::get(&url).map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let body: Value = response.json().map_err(|e| format!("{url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{url}: {status}: {}",
+            body["error"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(body)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The explanation of `client`'s answer, readable.
+pub fn why(api: &str, service: &str, client: &str) -> Result<String, String> {
+    let api = api.trim_end_matches('/');
+    let e = get(format!(
+        "{api}/v1/explain?service={service}&client={client}"
+    ))?;
+    let mut out = format!(
+        "{} for {}: {}\ncluster {} ({}), answer {}\n",
+        text(&e["service"]),
+        text(&e["client"]),
+        text(&e["reason"]),
+        text(&e["cluster"]),
+        text(&e["state"]),
+        text(&e["mirror"])
+    );
+    out.push_str(&format!(
+        "{:<12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
+        "MIRROR", "RTT", "AGE_S", "METHOD", "HEALTHY", "DRAINED", "LOAD"
+    ));
+    for m in e["mirrors"].as_array().into_iter().flatten() {
+        let rtt = match &m["rtt_ms"] {
+            Value::Number(n) => format!("{:.1} ms", n.as_f64().unwrap_or_default()),
+            other => text(other),
+        };
+        out.push_str(&format!(
+            "{:<12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
+            text(&m["name"]),
+            rtt,
+            text(&m["age_s"]),
+            text(&m["method"]),
+            text(&m["healthy"]),
+            text(&m["drained"]),
+            text(&m["reported_load"])
+        ));
+    }
+    out.push_str(&format!(
+        "switch margin: {} ms and {} %\n",
+        e["margin"]["ms"], e["margin"]["percent"]
+    ));
+    Ok(out)
+}
+
 /// Fetches the clusters of `service` and its mirror list from the API at `api`.
 pub fn fetch(api: &str, service: &str) -> Result<Table, String> {
     let api = api.trim_end_matches('/');
-    let get = |url: String| -> Result<Value, String> {
-        let response = reqwest::blocking::get(&url).map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status();
-        let body: Value = response.json().map_err(|e| format!("{url}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "{url}: {status}: {}",
-                body["error"].as_str().unwrap_or_default()
-            ));
-        }
-        Ok(body)
-    };
     let json = get(format!("{api}/v1/services/{service}/clusters"))?;
     let name = json["service"].as_str().unwrap_or(service).to_string();
     let services = get(format!("{api}/v1/services"))?;

@@ -353,3 +353,90 @@ fn the_table_command_prints_the_learned_clusters() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no service"));
 }
+
+#[test]
+fn explain_and_why_give_the_reason_for_an_answer() {
+    let s = server();
+    measure(
+        &s,
+        json!([
+            {"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 20.0, "method": "icmp"},
+            {"mirror": "nyc", "client": "198.51.100.0/24", "rtt_ms": 10.0, "method": "tcp"},
+            {"mirror": "sin", "client": "198.51.100.0/24", "timeout": true},
+        ]),
+    );
+    let (status, e) = s.get("/v1/explain?service=www.steer.test&client=198.51.100.7");
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["cluster"], "198.51.0.0/16");
+    assert_eq!(e["state"], "complete");
+    assert_eq!(e["mirror"], "nyc");
+    assert_eq!(e["reason"], "complete; nyc fastest at 10 ms; fra 20 ms");
+    let fra = e["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "fra")
+        .unwrap();
+    assert_eq!(
+        (
+            fra["rtt_ms"].clone(),
+            fra["method"].clone(),
+            fra["healthy"].clone()
+        ),
+        (json!(20.0), json!("icmp"), json!(true))
+    );
+    assert!(fra["age_s"].as_u64().is_some_and(|age| age < 60));
+    assert_eq!(e["mirrors"][2]["rtt_ms"], "timeout");
+    // fra becomes faster, but not by the margin: the answer stays.
+    measure(
+        &s,
+        json!([{"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 9.5}]),
+    );
+    let (_, e) = s.get("/v1/explain?service=www.steer.test.&client=198.51.100.0/24");
+    assert_eq!(e["mirror"], "nyc");
+    assert_eq!(
+        e["reason"],
+        "complete; fra fastest at 10 ms; nyc 10 ms; no switch from nyc (10 ms): fra is not faster by more than 5 ms and 10 %"
+    );
+    let (_, none) = s.get("/v1/explain?service=www.steer.test&client=203.0.113.9");
+    assert_eq!(none["state"], "none");
+    assert!(
+        none["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no cluster holds this client yet")
+    );
+    assert_eq!(
+        s.get("/v1/explain?service=www.steer.test&client=banana").0,
+        400
+    );
+    assert_eq!(s.get("/v1/explain?service=nope.test&client=1.2.3.4").0, 404);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args([
+            "why",
+            "www.steer.test",
+            "198.51.100.7",
+            "--api",
+            &format!("http://{}", s.api),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("www.steer.test. for 198.51.100.7/32: complete; fra fastest"),
+        "{text}"
+    );
+    let nyc: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("nyc"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Columns: mirror, RTT, age in seconds, method, healthy, drained, load.
+    assert_eq!(
+        [nyc[0], nyc[1], nyc[2], nyc[4], nyc[5], nyc[6], nyc[7]],
+        ["nyc", "10.0", "ms", "tcp", "true", "false", "-"],
+        "{text}"
+    );
+    assert!(nyc[3].parse::<u64>().is_ok_and(|age| age < 60), "{text}");
+}

@@ -50,6 +50,7 @@ pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
         .route("/v1/services", get(steering::services))
         .route("/v1/services/{fqdn}/clusters", get(steering::clusters))
         .route("/v1/probes", get(steering::probes))
+        .route("/v1/explain", get(steering::explain))
         .route("/metrics", get(metrics))
         .merge(writes)
         .layer(DefaultBodyLimit::max(MAX_BODY))

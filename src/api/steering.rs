@@ -270,3 +270,50 @@ pub async fn post_load(State(state): State<ApiState>, body: Bytes) -> Response {
         ),
     }
 }
+
+/// `GET /v1/explain?service=FQDN&client=ADDR_OR_PREFIX`.
+pub async fn explain(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(service), Some(client)) = (params.get("service"), params.get("client")) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "give service=FQDN and client=ADDRESS_OR_PREFIX",
+        );
+    };
+    let client = match steering::parse_client(client) {
+        Ok(c) => c,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(e) = state.app.engine().explain(service, client, steering::now()) else {
+        return error_response(StatusCode::NOT_FOUND, &format!("no service {service}"));
+    };
+    let mirrors: Vec<Value> = e
+        .mirrors
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "rtt_ms": match m.rtt { Score::Unknown => Value::Null, s => score_json(s) },
+                "age_s": m.age_s,
+                "method": m.method.and_then(|x| x.as_str()),
+                "healthy": m.healthy,
+                "drained": m.drained,
+                "reported_load": m.reported_load,
+            })
+        })
+        .collect();
+    Json(json!({
+        "service": e.service,
+        "client": e.client.to_string(),
+        "cluster": e.cluster.map(|c| c.to_string()),
+        "state": if e.cluster.is_none() { "none" } else if e.complete { "complete" } else { "learning" },
+        "mirror": e.mirror,
+        "offloaded": e.offloaded,
+        "mirrors": mirrors,
+        "margin": {"ms": e.margin.ms, "percent": e.margin.percent},
+        "reason": e.reason,
+    }))
+    .into_response()
+}

@@ -17,6 +17,7 @@
 //! price of copying a table of a million clusters per batch.
 
 mod decision;
+mod explain;
 mod image;
 mod load;
 mod measurements;
@@ -34,6 +35,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use decision::Score;
+pub use explain::{Explanation, MirrorFacts};
 pub use image::Image;
 pub use load::Move;
 pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
@@ -669,7 +671,7 @@ fn validate(m: &MeasurementRequest, bindings: &Bindings, now: Seconds) -> Result
 }
 
 /// An address (a host) or a prefix in CIDR form, with no host bits set.
-fn parse_client(text: &str) -> Result<IpNet, String> {
+pub fn parse_client(text: &str) -> Result<IpNet, String> {
     if let Ok(addr) = text.parse::<IpAddr>() {
         return Ok(IpNet::from(addr));
     }
