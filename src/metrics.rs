@@ -79,6 +79,60 @@ pub fn render(app: &App) -> Result<String, std::fmt::Error> {
         failed_open,
     );
 
+    let by_state = Family::<Labels, Counter>::default();
+    let best = Family::<Labels, Counter>::default();
+    let regret = Family::<Labels, Counter<f64, AtomicU64>>::default();
+    let changes = Family::<Labels, Counter>::default();
+    for q in engine.quality() {
+        let service = [("service", q.service.as_str())];
+        by_state
+            .get_or_create(&labels(&[service[0], ("state", "complete")]))
+            .inc_by(q.complete);
+        by_state
+            .get_or_create(&labels(&[service[0], ("state", "learning")]))
+            .inc_by(q.learning);
+        best.get_or_create(&labels(&service)).inc_by(q.best);
+        regret
+            .get_or_create(&labels(&service))
+            .inc_by(q.regret_us as f64 / 1e6);
+        changes
+            .get_or_create(&labels(&service))
+            .inc_by(q.answer_changes);
+    }
+    registry.register(
+        "cluster_answers",
+        "Steered answers by the state of the deciding cluster",
+        by_state,
+    );
+    registry.register(
+        "best_mirror_answers",
+        "Answers of complete clusters with their measured-fastest mirror",
+        best,
+    );
+    registry.register(
+        "latency_regret_seconds",
+        "Sum over answers of complete clusters of (answered mirror's RTT - fastest mirror's RTT)",
+        regret,
+    );
+    registry.register(
+        "answer_changes",
+        "Times a complete cluster's best mirror changed (flaps)",
+        changes,
+    );
+
+    let ages = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for (mirror, mean, max) in engine.measurement_ages(now) {
+        ages.get_or_create(&labels(&[("mirror", &mirror), ("stat", "mean")]))
+            .set(mean);
+        ages.get_or_create(&labels(&[("mirror", &mirror), ("stat", "max")]))
+            .set(max as f64);
+    }
+    registry.register(
+        "measurement_age_seconds",
+        "Age of the stored measurements per mirror, mean and max",
+        ages,
+    );
+
     let clusters = Family::<Labels, Gauge>::default();
     for s in engine.services() {
         let learning = (s.clusters - s.complete) as i64;

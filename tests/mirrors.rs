@@ -407,3 +407,73 @@ fn metrics_count_what_the_server_did() {
     );
     assert!(metric(&m, "mirrordns_zone_last_reload_timestamp_seconds", &[]) > 1.7e9);
 }
+
+#[test]
+fn quality_metrics_agree_with_the_answers_given() {
+    let s = Server::start(&fixture("steering"));
+    measure(
+        &s,
+        json!([
+            {"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 20.0},
+            {"mirror": "nyc", "client": "198.51.100.0/24", "rtt_ms": 10.0},
+            {"mirror": "sin", "client": "198.51.100.0/24", "timeout": true},
+        ]),
+    );
+    for _ in 0..4 {
+        assert_eq!(www(&s), vec![NYC]);
+    }
+    // fra gets faster, not by the margin: nyc keeps answering, 0.5 ms slower.
+    measure(
+        &s,
+        json!([{"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 9.5}]),
+    );
+    for _ in 0..2 {
+        assert_eq!(www(&s), vec![NYC]);
+    }
+    addresses(
+        &s.udp(&ecs_query(
+            "www.steer.test.",
+            RecordType::A,
+            "203.0.113.0/24",
+        ))
+        .unwrap(),
+    );
+    let m = metrics(&s);
+    let www_service = ("service", "www.steer.test.");
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_cluster_answers_total",
+            &[www_service, ("state", "complete")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mirrordns_cluster_answers_total",
+            &[www_service, ("state", "learning")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "mirrordns_best_mirror_answers_total", &[www_service]),
+        4.0
+    );
+    let regret = metric(&m, "mirrordns_latency_regret_seconds_total", &[www_service]);
+    assert!(
+        (regret - 0.001).abs() < 1e-6,
+        "two answers 0.5 ms slower than the fastest: {regret}"
+    );
+    assert_eq!(
+        metric(&m, "mirrordns_answer_changes_total", &[www_service]),
+        0.0
+    );
+    assert!(
+        metric(
+            &m,
+            "mirrordns_measurement_age_seconds",
+            &[("mirror", "fra"), ("stat", "max")]
+        ) < 60.0
+    );
+}

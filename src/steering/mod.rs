@@ -169,6 +169,16 @@ pub struct Probe {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QualityView {
+    pub service: String,
+    pub complete: u64,
+    pub learning: u64,
+    pub best: u64,
+    pub regret_us: u64,
+    pub answer_changes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnswerCount {
     pub service: String,
     pub by_mirror: Vec<(String, u64)>,
@@ -424,6 +434,48 @@ impl Engine {
             .map(|m| {
                 let (from, to) = (name(m.from), name(m.to));
                 (m, from, to)
+            })
+            .collect()
+    }
+
+    /// How good each service's answers are, as far as its table knows.
+    pub fn quality(&self) -> Vec<QualityView> {
+        let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
+        tables
+            .iter()
+            .map(|t| {
+                let clusters = t.clusters.read();
+                let q = clusters.quality();
+                QualityView {
+                    service: t.config.read().name.clone(),
+                    complete: q.complete.load(Ordering::Relaxed),
+                    learning: q.learning.load(Ordering::Relaxed),
+                    best: q.best.load(Ordering::Relaxed),
+                    regret_us: q.regret_us.load(Ordering::Relaxed),
+                    answer_changes: q.answer_changes.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Mean and largest age of the stored measurements, per mirror.
+    pub fn measurement_ages(&self, now: Seconds) -> Vec<(String, f64, Seconds)> {
+        let bindings = self.bindings.read();
+        let mut ages: BTreeMap<MirrorId, (f64, u64, Seconds)> = BTreeMap::new();
+        for (_, mirror, m) in self.store.read().iter() {
+            let age = now.saturating_sub(m.time);
+            let entry = ages.entry(mirror).or_insert((0.0, 0, 0));
+            entry.0 += age as f64;
+            entry.1 += 1;
+            entry.2 = entry.2.max(age);
+        }
+        ages.into_iter()
+            .filter_map(|(id, (sum, n, max))| {
+                Some((
+                    bindings.mirror_names.get(usize::from(id))?.clone(),
+                    sum / n as f64,
+                    max,
+                ))
             })
             .collect()
     }

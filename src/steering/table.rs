@@ -203,6 +203,9 @@ pub struct Cluster {
     pub offload: Option<MirrorId>,
     /// The cluster's query count at the last load tick.
     pub queries_at_tick: u64,
+    /// The latency of each mirror of `ranking`, in the same order, as of
+    /// the last decision (infinite: unreachable or unmeasured).
+    pub latency: Vec<f32>,
 }
 
 impl Cluster {
@@ -268,6 +271,22 @@ pub struct Clusters {
     /// Answers given, by mirror id: counted here, under the lock every
     /// decision already holds.
     answered: Vec<AtomicU64>,
+    quality: Quality,
+}
+
+/// How good the answers are, as far as the table knows (SPEC: a server that
+/// can say how good its answers are).
+#[derive(Default)]
+pub struct Quality {
+    /// Answers from complete clusters, and from learning ones.
+    pub complete: AtomicU64,
+    pub learning: AtomicU64,
+    /// Answers from complete clusters with their measured-fastest mirror.
+    pub best: AtomicU64,
+    /// Sum over answers of (answered mirror's RTT - fastest mirror's RTT), in µs.
+    pub regret_us: AtomicU64,
+    /// Complete clusters whose best mirror changed.
+    pub answer_changes: AtomicU64,
 }
 
 impl Clusters {
@@ -278,12 +297,42 @@ impl Clusters {
         }
     }
 
-    fn count_answer(&self, decision: &Decision, config: &ServiceConfig) {
-        if let Some(id) = decision.mirror.and_then(|m| config.mirror_ids.get(m))
-            && let Some(counter) = self.answered.get(usize::from(*id))
-        {
+    fn count_answer(&self, decision: &Decision, config: &ServiceConfig, cluster: &Cluster) {
+        let Some(id) = decision.mirror.and_then(|m| config.mirror_ids.get(m)) else {
+            return;
+        };
+        if let Some(counter) = self.answered.get(usize::from(*id)) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        if !cluster.is_complete() {
+            self.quality.learning.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.quality.complete.fetch_add(1, Ordering::Relaxed);
+        let best = cluster
+            .latency
+            .iter()
+            .copied()
+            .filter(|ms| ms.is_finite())
+            .fold(f32::INFINITY, f32::min);
+        let answered = cluster
+            .ranking
+            .iter()
+            .position(|r| r == id)
+            .and_then(|i| cluster.latency.get(i))
+            .copied();
+        if let Some(ms) = answered.filter(|ms| ms.is_finite() && best.is_finite()) {
+            if ms <= best {
+                self.quality.best.fetch_add(1, Ordering::Relaxed);
+            }
+            self.quality
+                .regret_us
+                .fetch_add(((ms - best) * 1000.0) as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn quality(&self) -> &Quality {
+        &self.quality
     }
 
     /// Answers given so far, by mirror id.
@@ -427,7 +476,7 @@ pub fn answer_known(
         config.block_len(Family::of(client.addr())),
     );
     let decision = answer(cluster, scope, config, wanted);
-    clusters.count_answer(&decision, config);
+    clusters.count_answer(&decision, config, cluster);
     Some(decision)
 }
 
@@ -447,7 +496,9 @@ pub fn answer_new(
     block.target.get_or_insert(*client);
     block.queries.fetch_add(1, Ordering::Relaxed);
     let decision = answer(cluster, scope, config, wanted);
-    clusters.count_answer(&decision, config);
+    if let Some(cluster) = clusters.get(&prefix) {
+        clusters.count_answer(&decision, config, cluster);
+    }
     Some(decision)
 }
 
@@ -600,13 +651,33 @@ fn evaluate(
     let ranking: Vec<MirrorId> = order.iter().map(|m| config.mirror_ids[*m]).collect();
     let block_len = config.block_len(Family::of(prefix.addr()));
     let parts = policy.carve(prefix, block_len, &refs, choice);
+    let latency: Vec<f32> = order
+        .iter()
+        .map(|m| match scores[*m] {
+            Score::Ms(ms) => ms as f32,
+            _ => f32::INFINITY,
+        })
+        .collect();
+    let changed = cluster_changed(clusters.get(&prefix), &ranking);
+    if changed {
+        clusters
+            .quality
+            .answer_changes
+            .fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(cluster) = clusters.get_mut(&prefix) {
         cluster.ranking = ranking.clone();
+        cluster.latency = latency;
     }
     if !parts.is_empty() {
         return split(clusters, prefix, &ranking, parts);
     }
     merge_into_enclosing(clusters, config, store, now, prefix, choice)
+}
+
+/// Whether a complete cluster's best mirror differs in `ranking`.
+fn cluster_changed(cluster: Option<&Cluster>, ranking: &[MirrorId]) -> bool {
+    cluster.is_some_and(|c| c.is_complete() && c.ranking.first() != ranking.first())
 }
 
 fn split(
