@@ -370,6 +370,7 @@ fn run_simulation(args: &SimulateArgs) -> Result<(), String> {
         args.seed
     );
     print!("{}", simulate::report::table(&report));
+    // Flaps are counted once learned (from round 1) and before any route change.
     let settled = args
         .route_change_round
         .unwrap_or(args.rounds)
@@ -377,8 +378,7 @@ fn run_simulation(args: &SimulateArgs) -> Result<(), String> {
     println!(
         "answer changes per sub-block and hour, rounds 2 to {}: {:.4}",
         settled.saturating_sub(1),
-        simulate::report::flaps_per_hour(&report, scenario.blocks.len(), 1.min(settled))
-            * if settled > 2 { 1.0 } else { 0.0 }
+        simulate::report::flaps_per_hour(&report, scenario.blocks.len(), 1..settled)
     );
     if let Some(svg) = &args.svg {
         let title = format!("{} mirrors, noise {} %", names.len(), args.noise * 100.0);

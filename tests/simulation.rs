@@ -100,3 +100,70 @@ fn learns_the_fastest_mirror_on_wondernetwork_data() {
         assert_learned(&report);
     }
 }
+
+/// `mirrordns simulate` on a small square matrix file, as an operator would
+/// run it on a data set of their own.
+#[test]
+fn the_simulate_command_reports_rounds_baselines_and_a_plot() {
+    let matrix = LatencyMatrix::synthetic(40, 11);
+    let text: String = (0..matrix.len())
+        .map(|a| {
+            (0..matrix.len())
+                .map(|b| format!("{:.3}", matrix.rtt(a, b).unwrap()))
+                .collect::<Vec<_>>()
+                .join("\t")
+                + "\n"
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("slice.txt");
+    std::fs::write(&data, text).unwrap();
+    let svg = dir.path().join("curves.svg");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args([
+            "simulate",
+            "--mirror-count",
+            "6",
+            "--networks",
+            "40",
+            "--rounds",
+            "6",
+            "--noise",
+            "0.1",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rounds: Vec<Vec<f64>> = stdout
+        .lines()
+        .filter(|l| {
+            l.split_whitespace().count() == 12
+                && l.split_whitespace()
+                    .all(|v| v.parse::<f64>().is_ok() || v == "-")
+        })
+        .map(|l| {
+            l.split_whitespace()
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rounds.len(), 6, "{stdout}");
+    let last = rounds.last().unwrap();
+    // Columns: round, time, answered/oracle, best, within 5, within 10, clusters, probes, changed, round robin, geo, per /16.
+    assert!(last[2] <= 1.05, "{stdout}");
+    assert!(
+        last[2] < last[9] && last[2] < last[11],
+        "better than round robin and one mirror per /16: {stdout}"
+    );
+    assert!(rounds[0][2] > last[2], "{stdout}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+}

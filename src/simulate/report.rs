@@ -40,10 +40,11 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-/// Answer changes per hour of simulated time, as a share of sub-blocks,
-/// over the rounds from `from` on (after learning).
-pub fn flaps_per_hour(report: &Report, blocks: usize, from: usize) -> f64 {
-    let rounds = report.rounds.get(from..).unwrap_or_default();
+/// Answer changes per sub-block and hour of simulated time over `rounds`,
+/// counting the changes after the first of them (so that learning, or a
+/// route change, just before the range does not count).
+pub fn flaps_per_hour(report: &Report, blocks: usize, rounds: std::ops::Range<usize>) -> f64 {
+    let rounds = report.rounds.get(rounds).unwrap_or_default();
     let (Some(first), Some(last)) = (rounds.first(), rounds.last()) else {
         return 0.0;
     };
