@@ -29,6 +29,8 @@ pub struct Config {
     pub api_token: Option<String>,
     /// How often clusters are moved off (and back onto) mirrors over capacity.
     pub load_interval: std::time::Duration,
+    /// Sub-blocks each service may hold.
+    pub max_blocks: usize,
 }
 
 /// The running server's zones and steering state.
@@ -49,9 +51,10 @@ pub struct Loaded {
 }
 
 impl App {
-    pub fn load(zone_paths: Vec<PathBuf>) -> Result<App, ZoneErrors> {
+    pub fn load(zone_paths: Vec<PathBuf>, max_blocks: usize) -> Result<App, ZoneErrors> {
         let zones = zone::load_paths(&zone_paths)?;
         let engine = Arc::new(Engine::default());
+        engine.set_max_blocks(max_blocks);
         let steering = engine.bind(&zones);
         Ok(App {
             zone_paths,
@@ -134,7 +137,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
     // The lock first: a second server on the same directory must stop
     // before it touches anything.
     let state_dir = StateDir::open(&config.state_dir)?;
-    let app = Arc::new(App::load(config.zones.clone())?);
+    let app = Arc::new(App::load(config.zones.clone(), config.max_blocks)?);
     let (journal, recovery) = state_dir.recover(app.shared_engine())?;
     state::log_recovery(&config.state_dir, &recovery);
     let catalog = app.handler().catalog();

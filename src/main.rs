@@ -82,6 +82,10 @@ struct ServeArgs {
     state_dir: PathBuf,
     #[command(flatten)]
     token: TokenArgs,
+    /// Sub-blocks (and so clusters) each service may hold; beyond it, those
+    /// that matter least are dropped.
+    #[arg(long, default_value_t = mirrordns::steering::DEFAULT_MAX_BLOCKS)]
+    max_blocks: usize,
     /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
     #[arg(long, default_value_t = 5000)]
     load_interval_ms: u64,
@@ -249,6 +253,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         api_token_file: args.token.api_token_file,
         api_token: args.token.api_token,
         load_interval: std::time::Duration::from_millis(args.load_interval_ms.max(100)),
+        max_blocks: args.max_blocks,
     };
     run_async(app::serve(config))
 }

@@ -113,6 +113,8 @@ impl Engine {
                     Cluster::restored(ranking, c.may_enclose, c.blocks),
                 );
             }
+            clusters.mark_measured(&self.store.read());
+            clusters.recount();
         }
     }
 

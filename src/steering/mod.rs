@@ -69,7 +69,12 @@ pub struct Engine {
     status: Arc<MirrorStatus>,
     /// Load figures agents reported: (load, when).
     reported_load: Mutex<HashMap<MirrorId, (f64, Seconds)>>,
+    /// Sub-blocks a service may hold (`serve --max-blocks`); 0 until set.
+    max_blocks: std::sync::atomic::AtomicUsize,
 }
+
+/// `serve --max-blocks` when nothing sets it.
+pub const DEFAULT_MAX_BLOCKS: usize = 1_000_000;
 
 /// Which services use which mirror, as of the last zone load.
 #[derive(Default)]
@@ -265,6 +270,7 @@ impl Engine {
         let Some(table) = tables.get(&config.name) else {
             let mut clusters = Clusters::default();
             clusters.count_mirrors(mirrors);
+            clusters.set_max_blocks(self.max_blocks());
             return Arc::new(ServiceTable {
                 clusters: RwLock::new(clusters),
                 failed_open: AtomicU64::new(0),
@@ -273,6 +279,7 @@ impl Engine {
             });
         };
         table.clusters.write().count_mirrors(mirrors);
+        table.clusters.write().set_max_blocks(self.max_blocks());
         let mirrors_changed = table.config.read().mirror_ids != config.mirror_ids;
         *table.config.write() = Arc::clone(config);
         *table.zone.write() = zone.to_string();
@@ -370,6 +377,18 @@ impl Engine {
             .collect()
     }
 
+    /// Caps the sub-blocks each service holds; applies from the next bind.
+    pub fn set_max_blocks(&self, max: usize) {
+        self.max_blocks.store(max, Ordering::Relaxed);
+    }
+
+    fn max_blocks(&self) -> usize {
+        match self.max_blocks.load(Ordering::Relaxed) {
+            0 => DEFAULT_MAX_BLOCKS,
+            n => n,
+        }
+    }
+
     /// Records the load an agent reported for `mirror` (1.0 = at capacity).
     /// `None` for a mirror no zone names.
     pub fn report_load(&self, mirror: &str, load: f64, now: Seconds) -> Option<()> {
@@ -415,11 +434,9 @@ impl Engine {
                 now,
                 elapsed: elapsed_s,
             };
-            moves.extend(load::rebalance(
-                &mut table.clusters.write(),
-                &config,
-                &inputs,
-            ));
+            let mut clusters = table.clusters.write();
+            clusters.tick = clusters.tick.wrapping_add(1);
+            moves.extend(load::rebalance(&mut clusters, &config, &inputs));
         }
         let bindings = self.bindings.read();
         let name = |id: MirrorId| {

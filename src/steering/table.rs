@@ -115,6 +115,10 @@ pub struct Block {
     /// What to probe: the first resolver address or ECS subnet seen in it.
     pub target: Option<IpNet>,
     pub queries: AtomicU32,
+    /// The load tick of its last query: how recently it was queried.
+    pub last_tick: AtomicU32,
+    /// A mirror measured it: kept longer than sub-blocks only queried.
+    pub measured: bool,
 }
 
 /// A cluster's sub-blocks in prefix order, in an exactly sized slice: most
@@ -133,6 +137,10 @@ impl Blocks {
         self.position(prefix).ok().map(|i| &self.0[i].1)
     }
 
+    pub fn contains(&self, prefix: &IpNet) -> bool {
+        self.position(prefix).is_ok()
+    }
+
     fn get_or_insert(&mut self, prefix: IpNet) -> &mut Block {
         let i = match self.position(&prefix) {
             Ok(i) => i,
@@ -144,6 +152,18 @@ impl Blocks {
             }
         };
         &mut self.0[i].1
+    }
+
+    /// Drops the sub-blocks `doomed` (sorted) in one pass; returns how many.
+    fn remove_sorted(&mut self, doomed: &[IpNet]) -> usize {
+        let before = self.0.len();
+        let kept: Vec<(IpNet, Block)> = std::mem::take(&mut self.0)
+            .into_vec()
+            .into_iter()
+            .filter(|(p, _)| doomed.binary_search(p).is_err())
+            .collect();
+        self.0 = kept.into_boxed_slice();
+        before - self.0.len()
     }
 
     /// Moves out every sub-block inside `part`, in one pass.
@@ -231,6 +251,7 @@ impl Cluster {
                     Block {
                         target,
                         queries: AtomicU32::new(queries),
+                        ..Block::default()
                     },
                 )
             })
@@ -272,7 +293,16 @@ pub struct Clusters {
     /// decision already holds.
     answered: Vec<AtomicU64>,
     quality: Quality,
+    /// Sub-blocks held, and the most allowed (`serve --max-blocks`).
+    blocks_total: usize,
+    max_blocks: usize,
+    /// Counts load ticks: the clock of `Block::last_tick`.
+    pub tick: u32,
 }
+
+/// Eviction brings the table down to this share of `--max-blocks`, so it
+/// runs once per tenth of the cap, not on every new sub-block.
+const EVICT_TO: f64 = 0.9;
 
 /// How good the answers are, as far as the table knows (SPEC: a server that
 /// can say how good its answers are).
@@ -290,6 +320,69 @@ pub struct Quality {
 }
 
 impl Clusters {
+    /// Marks the sub-blocks `store` holds measurements for (after a restore).
+    pub fn mark_measured(&mut self, store: &MeasurementStore) {
+        for (_, cluster) in self.iter_mut() {
+            for (prefix, block) in cluster.blocks.0.iter_mut() {
+                block.measured = store.get(prefix).is_some();
+            }
+        }
+    }
+
+    pub fn set_max_blocks(&mut self, max: usize) {
+        self.max_blocks = max.max(1);
+    }
+
+    /// Counts the sub-blocks again (after a restore).
+    pub fn recount(&mut self) {
+        self.blocks_total = self.iter().map(|(_, c)| c.blocks.len()).sum();
+    }
+
+    /// Makes room for one more sub-block: at the cap, drops the sub-blocks
+    /// that matter least (never measured first, then least recently and
+    /// least often queried) down to [`EVICT_TO`] of it, and the learning
+    /// clusters left empty.
+    fn make_room(&mut self) {
+        if self.blocks_total < self.max_blocks {
+            return;
+        }
+        let keep = (self.max_blocks as f64 * EVICT_TO) as usize;
+        let mut all: Vec<(bool, u32, u32, IpNet, IpNet)> = self
+            .iter()
+            .flat_map(|(prefix, c)| {
+                c.blocks.iter().map(move |(b, info)| {
+                    (
+                        info.measured,
+                        info.last_tick.load(Ordering::Relaxed),
+                        info.queries.load(Ordering::Relaxed),
+                        prefix,
+                        *b,
+                    )
+                })
+            })
+            .collect();
+        all.sort_unstable();
+        let mut doomed: std::collections::BTreeMap<IpNet, Vec<IpNet>> =
+            std::collections::BTreeMap::new();
+        for (_, _, _, cluster, block) in
+            all.into_iter().take(self.blocks_total.saturating_sub(keep))
+        {
+            doomed.entry(cluster).or_default().push(block);
+        }
+        for (prefix, mut blocks) in doomed {
+            blocks.sort_unstable();
+            let Some(cluster) = self.get_mut(&prefix) else {
+                continue;
+            };
+            let removed = cluster.blocks.remove_sorted(&blocks);
+            let empty = cluster.blocks.len() == 0 && !cluster.is_complete() && !cluster.may_enclose;
+            self.blocks_total -= removed;
+            if empty {
+                self.remove(&prefix);
+            }
+        }
+    }
+
     /// Makes room to count answers for mirror ids below `mirrors`.
     pub fn count_mirrors(&mut self, mirrors: usize) {
         while self.answered.len() < mirrors {
@@ -469,6 +562,7 @@ pub fn answer_known(
     let (prefix, cluster) = clusters.longest_match(client.addr())?;
     let block = cluster.blocks.get(&config.block_of(client))?;
     block.queries.fetch_add(1, Ordering::Relaxed);
+    block.last_tick.store(clusters.tick, Ordering::Relaxed);
     let scope = clusters.scope(
         prefix,
         cluster,
@@ -487,14 +581,23 @@ pub fn answer_new(
     client: &IpNet,
     wanted: u64,
 ) -> Option<Decision> {
+    let block_prefix = config.block_of(client);
+    let is_new = clusters
+        .longest_match(client.addr())
+        .is_none_or(|(_, c)| !c.blocks.contains(&block_prefix));
+    if is_new {
+        clusters.make_room();
+        clusters.blocks_total += 1;
+    }
     let prefix = clusters.find_or_create(client.addr(), config);
     let block_len = config.block_len(Family::of(client.addr()));
     let scope = clusters.scope(prefix, clusters.get(&prefix)?, client.addr(), block_len);
-    let block_prefix = config.block_of(client);
+    let tick = clusters.tick;
     let cluster = clusters.get_mut(&prefix)?;
     let block = cluster.blocks.get_or_insert(block_prefix);
     block.target.get_or_insert(*client);
     block.queries.fetch_add(1, Ordering::Relaxed);
+    block.last_tick.store(tick, Ordering::Relaxed);
     let decision = answer(cluster, scope, config, wanted);
     if let Some(cluster) = clusters.get(&prefix) {
         clusters.count_answer(&decision, config, cluster);
@@ -591,9 +694,16 @@ pub fn register_measured(
 ) -> BTreeSet<IpNet> {
     let mut touched = BTreeSet::new();
     for block in blocks {
+        if clusters
+            .longest_match(block.addr())
+            .is_none_or(|(_, c)| !c.blocks.contains(block))
+        {
+            clusters.make_room();
+            clusters.blocks_total += 1;
+        }
         let prefix = clusters.find_or_create(block.addr(), config);
         if let Some(cluster) = clusters.get_mut(&prefix) {
-            cluster.blocks.get_or_insert(*block);
+            cluster.blocks.get_or_insert(*block).measured = true;
         }
         touched.insert(prefix);
     }
