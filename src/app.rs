@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::api;
-use crate::dns::{self, Catalog, Handler};
+use crate::dns::{self, Catalog, Handler, RrlConfig};
 use crate::health::Health;
 use crate::metrics::Counters;
 use crate::state::{self, StateDir};
@@ -31,6 +31,7 @@ pub struct Config {
     pub load_interval: std::time::Duration,
     /// Sub-blocks each service may hold.
     pub max_blocks: usize,
+    pub rrl: RrlConfig,
 }
 
 /// The running server's zones and steering state.
@@ -51,7 +52,11 @@ pub struct Loaded {
 }
 
 impl App {
-    pub fn load(zone_paths: Vec<PathBuf>, max_blocks: usize) -> Result<App, ZoneErrors> {
+    pub fn load(
+        zone_paths: Vec<PathBuf>,
+        max_blocks: usize,
+        rrl: RrlConfig,
+    ) -> Result<App, ZoneErrors> {
         let zones = zone::load_paths(&zone_paths)?;
         let engine = Arc::new(Engine::default());
         engine.set_max_blocks(max_blocks);
@@ -61,7 +66,7 @@ impl App {
             health: Health::new(Arc::clone(&engine)),
             counters: Counters::default(),
             engine,
-            handler: Arc::new(Handler::new(Catalog { zones, steering })),
+            handler: Arc::new(Handler::new(Catalog { zones, steering }, rrl)),
             reload_lock: Mutex::new(()),
         })
     }
@@ -137,7 +142,11 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
     // The lock first: a second server on the same directory must stop
     // before it touches anything.
     let state_dir = StateDir::open(&config.state_dir)?;
-    let app = Arc::new(App::load(config.zones.clone(), config.max_blocks)?);
+    let app = Arc::new(App::load(
+        config.zones.clone(),
+        config.max_blocks,
+        config.rrl.clone(),
+    )?);
     let (journal, recovery) = state_dir.recover(app.shared_engine())?;
     state::log_recovery(&config.state_dir, &recovery);
     let catalog = app.handler().catalog();

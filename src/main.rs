@@ -86,6 +86,16 @@ struct ServeArgs {
     /// that matter least are dropped.
     #[arg(long, default_value_t = mirrordns::steering::DEFAULT_MAX_BLOCKS)]
     max_blocks: usize,
+    /// UDP responses per second per client /24 (/56) and response; 0 turns
+    /// response rate limiting off.
+    #[arg(long, default_value_t = 1000)]
+    rrl_rate: u32,
+    /// Every Nth rate-limited response is sent truncated (TC) instead of dropped.
+    #[arg(long, default_value_t = 2)]
+    rrl_slip: u32,
+    /// Sources never rate limited (default: loopback); a list replaces the default.
+    #[arg(long, value_delimiter = ',')]
+    rrl_exempt: Vec<ipnet::IpNet>,
     /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
     #[arg(long, default_value_t = 5000)]
     load_interval_ms: u64,
@@ -254,6 +264,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         api_token: args.token.api_token,
         load_interval: std::time::Duration::from_millis(args.load_interval_ms.max(100)),
         max_blocks: args.max_blocks,
+        rrl: mirrordns::dns::RrlConfig {
+            rate: args.rrl_rate,
+            slip: args.rrl_slip,
+            exempt: if args.rrl_exempt.is_empty() {
+                mirrordns::dns::RrlConfig::default_exempt()
+            } else {
+                args.rrl_exempt
+            },
+        },
     };
     run_async(app::serve(config))
 }

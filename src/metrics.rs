@@ -56,6 +56,18 @@ pub fn render(app: &App) -> Result<String, std::fmt::Error> {
         queries,
     );
 
+    let rrl = Family::<Labels, Counter>::default();
+    let (dropped, slipped) = app.handler().rrl_counts();
+    rrl.get_or_create(&labels(&[("action", "dropped")]))
+        .inc_by(dropped);
+    rrl.get_or_create(&labels(&[("action", "slipped")]))
+        .inc_by(slipped);
+    registry.register(
+        "rrl_limited_responses",
+        "UDP responses rate limited: dropped, or sent truncated (slip)",
+        rrl,
+    );
+
     let answers = Family::<Labels, Counter>::default();
     let failed_open = Family::<Labels, Counter>::default();
     for count in engine.answer_counts() {

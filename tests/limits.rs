@@ -3,6 +3,8 @@
 //! sending random subnets must not grow the table without bound, and a
 //! learned cluster must keep its answer throughout.
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
@@ -110,4 +112,79 @@ fn a_flood_of_random_subnets_stays_under_the_cap_and_the_learned_answer_holds() 
 #[ignore = "long: 5 million queries"]
 fn five_million_random_subnets_against_the_default_cap() {
     flood(5_000_000, mirrordns::steering::DEFAULT_MAX_BLOCKS);
+}
+
+mod rrl {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use super::common::*;
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::RecordType;
+
+    /// Sends `count` queries from `source` in bursts of 50; returns the
+    /// replies: (full answers, truncated ones).
+    fn burst(server: &Server, source: &str, count: usize, pause: Duration) -> (usize, usize) {
+        let socket = UdpSocket::bind((source, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let query = query("ns1.example.test.", RecordType::A).to_vec().unwrap();
+        let (mut full, mut truncated) = (0, 0);
+        let mut buffer = [0u8; 1500];
+        for _ in 0..count / 50 {
+            for _ in 0..50 {
+                socket.send_to(&query, server.dns).unwrap();
+                std::thread::sleep(pause);
+            }
+            while let Ok((len, _)) = socket.recv_from(&mut buffer) {
+                let reply = Message::from_vec(&buffer[..len]).unwrap();
+                if reply.metadata.truncation {
+                    assert!(reply.answers.is_empty());
+                    truncated += 1;
+                } else {
+                    full += 1;
+                }
+            }
+        }
+        (full, truncated)
+    }
+
+    #[test]
+    fn a_flooding_source_gets_drops_and_slips_others_are_answered() {
+        let s = Server::start_with(
+            &fixture("zones"),
+            &["--rrl-rate", "200", "--rrl-exempt", "127.90.0.0/16"],
+            Some(TOKEN),
+        );
+        // About 10,000 queries a second from one source for a fifth of a second.
+        let (full, truncated) = burst(&s, "127.40.0.1", 2000, Duration::from_micros(100));
+        assert!(
+            full >= 200 && full < 1000,
+            "200/s with a burst of 200 in the bucket: {full} answered"
+        );
+        assert!(
+            truncated > 100,
+            "every second limited response slips as TC: {truncated}"
+        );
+        assert!(full + truncated < 2000, "the rest is dropped");
+        // A source at a normal rate is answered in full.
+        assert_eq!(
+            burst(&s, "127.41.0.1", 100, Duration::from_millis(2)),
+            (100, 0)
+        );
+        // An exempt source is never limited.
+        assert_eq!(
+            burst(&s, "127.90.0.1", 2000, Duration::from_micros(100)),
+            (2000, 0)
+        );
+        let text = reqwest::blocking::get(s.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            text.contains("mirrordns_rrl_limited_responses_total{action=\"slipped\"}"),
+            "{text}"
+        );
+    }
 }

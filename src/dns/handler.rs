@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
 use super::Catalog;
 use super::lookup::Answer;
+use super::rrl::{Rrl, RrlConfig, Verdict};
 
 /// The EDNS UDP payload size we advertise (the DNS flag day 2020 value).
 const OUR_UDP_PAYLOAD: u16 = 1232;
@@ -33,6 +34,7 @@ pub enum Transport {
 pub struct Handler {
     catalog: ArcSwap<Catalog>,
     stats: QueryStats,
+    rrl: Rrl,
 }
 
 /// The query types counted on their own; the rest count as "other".
@@ -117,11 +119,20 @@ struct RequestEdns {
 }
 
 impl Handler {
-    pub fn new(catalog: Catalog) -> Self {
+    pub fn new(catalog: Catalog, rrl: RrlConfig) -> Self {
         Handler {
             catalog: ArcSwap::from_pointee(catalog),
             stats: QueryStats::default(),
+            rrl: Rrl::new(rrl),
         }
+    }
+
+    /// Responses dropped and sent truncated by rate limiting.
+    pub fn rrl_counts(&self) -> (u64, u64) {
+        (
+            self.rrl.dropped.load(Ordering::Relaxed),
+            self.rrl.slipped.load(Ordering::Relaxed),
+        )
     }
 
     pub fn swap(&self, catalog: Catalog) {
@@ -150,9 +161,29 @@ impl Handler {
                 );
             }
         };
-        let (response, limit) = self.respond(&message, request, source, transport);
+        let (mut response, limit) = self.respond(&message, request, source, transport);
         let qtype = message.queries.first().map(|q| q.query_type());
         self.stats.record(qtype, response.metadata.response_code);
+        if transport == Transport::Udp
+            && let Some(q) = message.queries.first()
+        {
+            match self.rrl.check(
+                source,
+                &LowerName::new(q.name()),
+                q.query_type(),
+                response.metadata.response_code,
+            ) {
+                Verdict::Send => {}
+                Verdict::Drop => return None,
+                Verdict::Truncate => {
+                    // The slip: nothing but TC, so a real client retries over TCP.
+                    response.answers.clear();
+                    response.authorities.clear();
+                    response.additionals.clear();
+                    response.metadata.truncation = true;
+                }
+            }
+        }
         Some(encode_within(response, limit))
     }
 

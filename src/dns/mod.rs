@@ -4,6 +4,7 @@
 //!   (header flags, EDNS, ECS, truncation, error rcodes).
 //! - `lookup`: one question → answer sections, from a [`Catalog`].
 //! - `listen`: the UDP and TCP sockets.
+//! - `rrl`: response rate limiting for UDP.
 //!
 //! It asks [`crate::steering`] which mirror answers a service name and never
 //! how that was decided.
@@ -11,10 +12,12 @@
 mod handler;
 mod listen;
 mod lookup;
+mod rrl;
 
 pub use handler::{Handler, Transport};
 pub use listen::{Listeners, bind};
 pub use lookup::Answer;
+pub use rrl::RrlConfig;
 
 use crate::steering::ServiceHandle;
 use crate::zone::ZoneSet;
