@@ -160,7 +160,7 @@ mod rrl {
         // About 10,000 queries a second from one source for a fifth of a second.
         let (full, truncated) = burst(&s, "127.40.0.1", 2000, Duration::from_micros(100));
         assert!(
-            full >= 200 && full < 1000,
+            (200..1000).contains(&full),
             "200/s with a burst of 200 in the bucket: {full} answered"
         );
         assert!(
