@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::api;
-use crate::dns::{self, Catalog, Handler, RrlConfig};
+use crate::dns::{self, Catalog, Handler, RrlConfig, TcpLimits};
 use crate::health::Health;
 use crate::metrics::Counters;
 use crate::state::{self, StateDir};
@@ -32,6 +32,7 @@ pub struct Config {
     /// Sub-blocks each service may hold.
     pub max_blocks: usize,
     pub rrl: RrlConfig,
+    pub tcp: TcpLimits,
 }
 
 /// The running server's zones and steering state.
@@ -158,7 +159,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         info!("dns listening on {} (udp+tcp)", listeners.local_addr()?);
-        tokio::spawn(listeners.serve(app.handler()));
+        tokio::spawn(listeners.serve(app.handler(), config.tcp));
     }
     let token = api::token::resolve(
         config.api_token_file.as_deref(),

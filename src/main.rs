@@ -96,6 +96,15 @@ struct ServeArgs {
     /// Sources never rate limited (default: loopback); a list replaces the default.
     #[arg(long, value_delimiter = ',')]
     rrl_exempt: Vec<ipnet::IpNet>,
+    /// TCP: milliseconds a connection may wait for or take over one request.
+    #[arg(long, default_value_t = 10_000)]
+    tcp_idle_timeout_ms: u64,
+    /// TCP: seconds a connection may live.
+    #[arg(long, default_value_t = 120)]
+    tcp_lifetime_s: u64,
+    /// TCP: connections open at once; more are closed as they arrive.
+    #[arg(long, default_value_t = 4096)]
+    tcp_max_connections: usize,
     /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
     #[arg(long, default_value_t = 5000)]
     load_interval_ms: u64,
@@ -264,6 +273,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         api_token: args.token.api_token,
         load_interval: std::time::Duration::from_millis(args.load_interval_ms.max(100)),
         max_blocks: args.max_blocks,
+        tcp: mirrordns::dns::TcpLimits {
+            idle: std::time::Duration::from_millis(args.tcp_idle_timeout_ms.max(1)),
+            lifetime: std::time::Duration::from_secs(args.tcp_lifetime_s.max(1)),
+            max_connections: args.tcp_max_connections.max(1),
+        },
         rrl: mirrordns::dns::RrlConfig {
             rate: args.rrl_rate,
             slip: args.rrl_slip,

@@ -188,3 +188,92 @@ mod rrl {
         );
     }
 }
+
+mod tcp {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::common::*;
+    use hickory_proto::rr::RecordType;
+
+    /// Whether the server closed `stream` (a read returns end of file).
+    fn closed(stream: &mut TcpStream) -> bool {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        matches!(stream.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    #[test]
+    fn a_thousand_idle_connections_are_closed_and_do_not_block_a_new_client() {
+        let s = Server::start_with(
+            &fixture("zones"),
+            &["--tcp-idle-timeout-ms", "1500"],
+            Some(TOKEN),
+        );
+        let mut idle: Vec<TcpStream> = (0..1000)
+            .map(|_| TcpStream::connect(s.dns).unwrap())
+            .collect();
+        // A new client is answered while the thousand sit there.
+        let r = s.tcp(&query("mail.example.test.", RecordType::A));
+        assert_eq!(addresses(&r), vec!["192.0.2.25"]);
+        let started = Instant::now();
+        for stream in idle.iter_mut().step_by(97) {
+            assert!(closed(stream), "an idle connection was left open");
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_slowloris_client_is_cut() {
+        let s = Server::start_with(
+            &fixture("zones"),
+            &["--tcp-idle-timeout-ms", "1000"],
+            Some(TOKEN),
+        );
+        let bytes = query("mail.example.test.", RecordType::A).to_vec().unwrap();
+        let mut stream = TcpStream::connect(s.dns).unwrap();
+        stream
+            .write_all(&(bytes.len() as u16).to_be_bytes())
+            .unwrap();
+        // One byte every 300 ms: each arrives well within the idle timeout,
+        // but the request as a whole does not.
+        let started = Instant::now();
+        let mut cut = false;
+        for b in &bytes {
+            std::thread::sleep(Duration::from_millis(300));
+            if stream.write_all(&[*b]).is_err() {
+                cut = true;
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+        assert!(
+            cut || closed(&mut stream),
+            "the trickling client still holds its connection"
+        );
+        assert!(started.elapsed() < Duration::from_secs(8));
+    }
+
+    #[test]
+    fn connections_over_the_limit_are_closed_at_once() {
+        let s = Server::start_with(
+            &fixture("zones"),
+            &["--tcp-max-connections", "5"],
+            Some(TOKEN),
+        );
+        let _held: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(s.dns).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut sixth = TcpStream::connect(s.dns).unwrap();
+        assert!(closed(&mut sixth));
+        // UDP is not affected.
+        assert_eq!(
+            addresses(&s.query("mail.example.test.", RecordType::A)),
+            vec!["192.0.2.25"]
+        );
+    }
+}

@@ -12,8 +12,28 @@ use tracing::{debug, warn};
 
 use super::{Handler, Transport};
 
-/// A TCP connection idle this long is closed (RFC 7766 section 6.2.3 suggests seconds).
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a TCP client may hold (RFC 7766 section 6.2.3 suggests idle
+/// timeouts of seconds): a slow or idle client cannot keep a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    /// The most a connection may wait for (or take over) one request or
+    /// one write of a response.
+    pub idle: Duration,
+    /// The most a connection may live, however busy.
+    pub lifetime: Duration,
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            idle: Duration::from_secs(10),
+            lifetime: Duration::from_secs(120),
+            max_connections: 4096,
+        }
+    }
+}
 /// Large enough for any UDP request; longer datagrams are cut and then fail to parse.
 const UDP_BUFFER: usize = 4096;
 
@@ -29,9 +49,9 @@ impl Listeners {
     }
 
     /// Serves both sockets until the task is dropped.
-    pub async fn serve(self, handler: Arc<Handler>) {
+    pub async fn serve(self, handler: Arc<Handler>, limits: TcpLimits) {
         let udp = tokio::spawn(serve_udp(self.udp, Arc::clone(&handler)));
-        serve_tcp(self.tcp, handler).await;
+        serve_tcp(self.tcp, handler, limits).await;
         udp.abort();
     }
 }
@@ -72,11 +92,22 @@ async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>) {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
+async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, limits: TcpLimits) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(stream, peer, Arc::clone(&handler)));
+                // Over the limit the newcomer is closed at once: accepting
+                // goes on, so the listener never stalls.
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    debug!(%peer, "tcp connection limit reached; closing");
+                    continue;
+                };
+                let handler = Arc::clone(&handler);
+                tokio::spawn(async move {
+                    serve_connection(stream, peer, handler, limits).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -87,17 +118,25 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, handler: Arc<Handler>) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<Handler>,
+    limits: TcpLimits,
+) {
+    let end_of_life = tokio::time::Instant::now() + limits.lifetime;
     let mut request = Vec::new();
     loop {
-        let len = match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            _ => return,
+        let deadline = (tokio::time::Instant::now() + limits.idle).min(end_of_life);
+        // One deadline for the whole request: a client trickling bytes
+        // (slowloris) is cut as surely as an idle one.
+        let read = async {
+            let len = usize::from(stream.read_u16().await?);
+            request.resize(len, 0);
+            stream.read_exact(&mut request).await.map(|_| ())
         };
-        request.resize(len, 0);
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut request)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
+        if !matches!(tokio::time::timeout_at(deadline, read).await, Ok(Ok(()))) {
+            return;
         }
         let Some(response) = handler.handle(&request, peer.ip(), Transport::Tcp) else {
             continue;
@@ -108,7 +147,11 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, handler: Arc<
         let mut frame = Vec::with_capacity(response.len() + 2);
         frame.extend_from_slice(&frame_len.to_be_bytes());
         frame.extend_from_slice(&response);
-        if stream.write_all(&frame).await.is_err() {
+        let write_deadline = (tokio::time::Instant::now() + limits.idle).min(end_of_life);
+        if !matches!(
+            tokio::time::timeout_at(write_deadline, stream.write_all(&frame)).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }

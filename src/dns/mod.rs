@@ -15,7 +15,7 @@ mod lookup;
 mod rrl;
 
 pub use handler::{Handler, Transport};
-pub use listen::{Listeners, bind};
+pub use listen::{Listeners, TcpLimits, bind};
 pub use lookup::Answer;
 pub use rrl::RrlConfig;
 
