@@ -277,3 +277,63 @@ mod tcp {
         );
     }
 }
+
+mod api {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::common::*;
+    use hickory_proto::rr::RecordType;
+
+    #[test]
+    fn a_flood_of_bad_batches_does_not_slow_dns_answers() {
+        let s = Server::start(&fixture("zones"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let flooders: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, stop, refused) = (
+                    s.url("/v1/measurements"),
+                    Arc::clone(&stop),
+                    Arc::clone(&refused),
+                );
+                std::thread::spawn(move || {
+                    let client = reqwest::blocking::Client::new();
+                    let bad = format!(
+                        "{{\"measurements\": [{}]}}",
+                        vec!["{\"mirror\": \"nowhere\", \"client\": \"x\"}"; 2000].join(",")
+                    );
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(r) = client
+                            .post(&url)
+                            .bearer_auth(TOKEN)
+                            .body(bad.clone())
+                            .send()
+                            && r.status().as_u16() == 400
+                        {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut slowest = Duration::ZERO;
+        for _ in 0..300 {
+            let started = Instant::now();
+            let r = s.query("mail.example.test.", RecordType::A);
+            slowest = slowest.max(started.elapsed());
+            assert_eq!(addresses(&r), vec!["192.0.2.25"]);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for f in flooders {
+            f.join().unwrap();
+        }
+        assert!(refused.load(Ordering::Relaxed) > 10, "the flood ran");
+        assert!(
+            slowest < Duration::from_millis(250),
+            "slowest DNS answer under the flood: {slowest:?}"
+        );
+    }
+}

@@ -17,6 +17,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 use tracing::error;
 
 use crate::app::App;
@@ -24,6 +26,11 @@ use crate::state::Journal;
 
 /// Largest request body accepted (a batch of about 10,000 measurements); larger gets 413.
 const MAX_BODY: usize = 1024 * 1024;
+/// A request (a slow client's body included) gets this long, then 408.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Requests handled at once; more wait their turn, so a flood of batches
+/// cannot take every worker from the DNS listeners.
+const MAX_CONCURRENT_REQUESTS: usize = 32;
 
 #[derive(Clone)]
 struct ApiState {
@@ -54,6 +61,11 @@ pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
         .route("/metrics", get(metrics))
         .merge(writes)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         .with_state(state)
 }
 
