@@ -7,6 +7,8 @@
 mod steering;
 pub mod token;
 
+pub use steering::parse_batch;
+
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};

@@ -164,7 +164,7 @@ pub async fn post_measurements(State(state): State<ApiState>, body: Bytes) -> Re
 }
 
 /// Parses the JSON body item by item, so an error names the item.
-fn parse_batch(body: &[u8]) -> Result<Vec<MeasurementRequest>, String> {
+pub fn parse_batch(body: &[u8]) -> Result<Vec<MeasurementRequest>, String> {
     let batch: Batch = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     batch
         .measurements
