@@ -1,0 +1,82 @@
+//! The whole request path in-process, wire bytes in to wire bytes out, so
+//! regressions show without a network: a static name, a steered name
+//! without ECS, and a steered name with ECS from a learned cluster.
+//!
+//! Run: `cargo bench --bench request_path`.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+use mirrordns::dns::{Catalog, Handler, RrlConfig, Transport};
+use mirrordns::steering::{Engine, MeasurementRequest};
+use mirrordns::zone::{ZoneSet, load_file};
+
+fn query(name: &str, ecs: Option<&str>) -> Vec<u8> {
+    let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    if let Some(subnet) = ecs {
+        let mut edns = Edns::new();
+        let ecs: ClientSubnet = subnet.parse().unwrap();
+        edns.options_mut().insert(EdnsOption::Subnet(ecs));
+        m.set_edns(edns);
+    }
+    m.to_vec().unwrap()
+}
+
+fn request_path(c: &mut Criterion) {
+    let zone = load_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/zones/example.test.yaml"
+    )))
+    .unwrap();
+    let zones = ZoneSet::new(vec![Arc::new(zone)]);
+    let engine = Engine::default();
+    let steering = engine.bind(&zones);
+    let handler = Handler::new(
+        Catalog { zones, steering },
+        RrlConfig {
+            rate: 0,
+            slip: 2,
+            exempt: Vec::new(),
+        },
+    );
+    let learned: Vec<MeasurementRequest> = [("fra", 30.0), ("nyc", 10.0), ("sin", 90.0)]
+        .iter()
+        .flat_map(|(m, ms)| {
+            ["10.2.3.0/24", "198.51.100.0/24"].map(|client| MeasurementRequest {
+                mirror: m.to_string(),
+                client: client.to_string(),
+                rtt_ms: Some(*ms),
+                ..Default::default()
+            })
+        })
+        .collect();
+    engine.apply(&learned, mirrordns::steering::now()).unwrap();
+    let source: IpAddr = "198.51.100.9".parse().unwrap();
+    let cases = [
+        ("static_a", query("mail.example.test.", None)),
+        ("steered_no_ecs", query("www.example.test.", None)),
+        (
+            "steered_ecs",
+            query("www.example.test.", Some("10.2.3.0/24")),
+        ),
+    ];
+    let mut group = c.benchmark_group("request_path");
+    group.throughput(Throughput::Elements(1));
+    for (name, bytes) in &cases {
+        assert!(handler.handle(bytes, source, Transport::Udp).is_some());
+        group.bench_function(*name, |b| {
+            b.iter(|| black_box(handler.handle(black_box(bytes), source, Transport::Udp)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, request_path);
+criterion_main!(benches);
