@@ -50,9 +50,19 @@ impl Listeners {
 
     /// Serves both sockets until the task is dropped.
     pub async fn serve(self, handler: Arc<Handler>, limits: TcpLimits) {
-        let udp = tokio::spawn(serve_udp(self.udp, Arc::clone(&handler)));
+        match self.udp.into_std().and_then(|udp| udp.set_nonblocking(false).map(|_| udp)) {
+            Ok(udp) => {
+                let handler = Arc::clone(&handler);
+                let spawned = std::thread::Builder::new()
+                    .name("dns-udp".to_string())
+                    .spawn(move || serve_udp(udp, handler));
+                if let Err(e) = spawned {
+                    warn!(error = %e, "cannot start the UDP thread; serving TCP only");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot hand the UDP socket to its thread; serving TCP only"),
+        }
         serve_tcp(self.tcp, handler, limits).await;
-        udp.abort();
     }
 }
 
@@ -73,10 +83,13 @@ pub async fn bind(addr: SocketAddr) -> io::Result<Listeners> {
     Err(last_error.unwrap_or_else(|| io::Error::other("no port free for both UDP and TCP")))
 }
 
-async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>) {
+/// UDP on a thread of its own with blocking calls: a query needs no task
+/// switch and no readiness wake-up, which on one core cost more than the
+/// answer itself; and DNS never waits behind API or TCP work.
+fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
     let mut buffer = vec![0u8; UDP_BUFFER];
     loop {
-        let (len, peer) = match socket.recv_from(&mut buffer).await {
+        let (len, peer) = match socket.recv_from(&mut buffer) {
             Ok(r) => r,
             Err(e) => {
                 // ICMP errors from earlier sends surface here on some systems; keep serving.
@@ -85,7 +98,7 @@ async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>) {
             }
         };
         if let Some(response) = handler.handle(&buffer[..len], peer.ip(), Transport::Udp)
-            && let Err(e) = socket.send_to(&response, peer).await
+            && let Err(e) = socket.send_to(&response, peer)
         {
             debug!(error = %e, %peer, "udp send failed");
         }
