@@ -309,9 +309,39 @@ fn options_len(edns: &Edns) -> usize {
         .sum()
 }
 
-/// The RDLENGTH of the request's OPT record, read from the raw message by
-/// walking it with hickory's decoder up to that record.
+/// The RDLENGTH of the request's OPT record (the message already decoded).
 fn opt_rdata_len(raw: &[u8]) -> Option<usize> {
+    opt_rdata_len_of_plain_query(raw).or_else(|| opt_rdata_len_by_walking(raw))
+}
+
+/// The shape of nearly every query (one question, then the OPT as the only
+/// other record, nothing after it): the OPT's RDLENGTH sits right after the
+/// question, reached by skipping its labels. Decoding the message a second
+/// time cost a third of an ECS query.
+fn opt_rdata_len_of_plain_query(raw: &[u8]) -> Option<usize> {
+    const ONE_QUESTION_ONE_ADDITIONAL: [u8; 8] = [0, 1, 0, 0, 0, 0, 0, 1];
+    if raw.get(4..12)? != ONE_QUESTION_ONE_ADDITIONAL {
+        return None;
+    }
+    let mut at = 12;
+    loop {
+        let label = usize::from(*raw.get(at)?);
+        at += 1;
+        match label {
+            0 => break,
+            1..=63 => at += label,
+            _ => return None,
+        }
+    }
+    at += 4; // QTYPE, QCLASS
+    let owner_is_root = *raw.get(at)? == 0;
+    let is_opt = raw.get(at + 1..at + 3)? == u16::from(RecordType::OPT).to_be_bytes();
+    let rdlength = usize::from(u16::from_be_bytes([*raw.get(at + 9)?, *raw.get(at + 10)?]));
+    (owner_is_root && is_opt && at + 11 + rdlength == raw.len()).then_some(rdlength)
+}
+
+/// Any other shape: walk the message with hickory's decoder up to the OPT.
+fn opt_rdata_len_by_walking(raw: &[u8]) -> Option<usize> {
     let mut decoder = BinDecoder::new(raw);
     let header = Header::read(&mut decoder).ok()?;
     for _ in 0..header.counts.queries {

@@ -50,7 +50,11 @@ impl Listeners {
 
     /// Serves both sockets until the task is dropped.
     pub async fn serve(self, handler: Arc<Handler>, limits: TcpLimits) {
-        match self.udp.into_std().and_then(|udp| udp.set_nonblocking(false).map(|_| udp)) {
+        match self
+            .udp
+            .into_std()
+            .and_then(|udp| udp.set_nonblocking(false).map(|_| udp))
+        {
             Ok(udp) => {
                 let handler = Arc::clone(&handler);
                 let spawned = std::thread::Builder::new()
@@ -60,7 +64,9 @@ impl Listeners {
                     warn!(error = %e, "cannot start the UDP thread; serving TCP only");
                 }
             }
-            Err(e) => warn!(error = %e, "cannot hand the UDP socket to its thread; serving TCP only"),
+            Err(e) => {
+                warn!(error = %e, "cannot hand the UDP socket to its thread; serving TCP only")
+            }
         }
         serve_tcp(self.tcp, handler, limits).await;
     }
