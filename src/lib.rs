@@ -6,9 +6,11 @@
 //! - [`zone`]: the YAML zone format, its validation (errors with file, line
 //!   and column) and the immutable zones the server answers from.
 //! - [`dns`]: the DNS front end: wire bytes in, wire bytes out (flags, EDNS,
-//!   ECS, truncation), the zone lookup, and the UDP/TCP listeners.
-//! - [`steering`]: which mirror answers which client; knows nothing of DNS
-//!   wire formats or HTTP.
+//!   ECS, truncation), the zone lookup, response rate limiting, and the
+//!   UDP/TCP listeners with their limits.
+//! - [`steering`]: which mirror answers which client: clusters, learning,
+//!   splitting, health and drain, load, explanations; pure, it knows nothing
+//!   of DNS wire formats or HTTP.
 //! - [`simulate`]: offline replay of real latency data through the steering
 //!   engine, with baselines, to measure how good the answers are.
 //! - [`state`]: the learned table on disk: a journal of acknowledged
@@ -17,11 +19,11 @@
 //!   work from the servers, TCP connect or ICMP echo, access-log RTTs.
 //! - [`health`]: the health checks the server runs against mirrors.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
-//! - [`api`]: the HTTP control API (health, reload, services, clusters,
-//!   probes, measurements) and its bearer token.
+//! - [`api`]: the HTTP control API (SPEC section 3) and its bearer token.
 //! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
-//!   listeners.
-//! - [`table`]: `mirrordns table`, the learned table as a readable table.
+//!   listeners, state, health checks, load ticks.
+//! - [`table`]: `mirrordns table` and `mirrordns why`, read from a running
+//!   server's API.
 //! - `main.rs`: the command line only.
 
 pub mod agent;
