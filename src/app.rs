@@ -33,6 +33,8 @@ pub struct Config {
     pub max_blocks: usize,
     pub rrl: RrlConfig,
     pub tcp: TcpLimits,
+    /// UDP sockets (and threads) per listen address.
+    pub udp_threads: usize,
 }
 
 /// The running server's zones and steering state.
@@ -155,7 +157,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         info!(zone = %zone.origin, file = %zone.file.display(), services = zone.services.len(), "zone loaded");
     }
     for addr in &config.listen {
-        let listeners = dns::bind(*addr)
+        let listeners = dns::bind(*addr, config.udp_threads)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         info!("dns listening on {} (udp+tcp)", listeners.local_addr()?);

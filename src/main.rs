@@ -96,6 +96,10 @@ struct ServeArgs {
     /// Sources never rate limited (default: loopback); a list replaces the default.
     #[arg(long, value_delimiter = ',')]
     rrl_exempt: Vec<ipnet::IpNet>,
+    /// UDP sockets per listen address, each on a thread of its own
+    /// (SO_REUSEPORT); one per core to use them all.
+    #[arg(long, default_value_t = 1)]
+    udp_threads: usize,
     /// TCP: milliseconds a connection may wait for or take over one request.
     #[arg(long, default_value_t = 10_000)]
     tcp_idle_timeout_ms: u64,
@@ -273,6 +277,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         api_token: args.token.api_token,
         load_interval: std::time::Duration::from_millis(args.load_interval_ms.max(100)),
         max_blocks: args.max_blocks,
+        udp_threads: args.udp_threads.max(1),
         tcp: mirrordns::dns::TcpLimits {
             idle: std::time::Duration::from_millis(args.tcp_idle_timeout_ms.max(1)),
             lifetime: std::time::Duration::from_secs(args.tcp_lifetime_s.max(1)),

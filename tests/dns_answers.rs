@@ -581,3 +581,18 @@ fn garbage_packets_never_stop_the_server() {
         vec!["192.0.2.25"]
     );
 }
+
+#[test]
+fn several_udp_threads_share_the_port_and_all_answer() {
+    let s = Server::start_with(&fixture("zones"), &["--udp-threads", "3"], Some(TOKEN));
+    // Each query from a socket of its own: the kernel spreads them over the
+    // three sockets by source port.
+    for _ in 0..60 {
+        assert_eq!(
+            addresses(&s.query("mail.example.test.", RecordType::A)),
+            vec!["192.0.2.25"]
+        );
+    }
+    let tcp = s.tcp(&query("mail.example.test.", RecordType::A));
+    assert_eq!(addresses(&tcp), vec!["192.0.2.25"]);
+}

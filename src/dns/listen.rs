@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use super::{Handler, Transport};
@@ -41,49 +41,49 @@ const UDP_BUFFER: usize = 4096;
 /// Datagrams read (and answers sent) per system call at most.
 const UDP_BATCH: usize = 32;
 
-/// The sockets of one `--listen` address: UDP and TCP on the same port.
+/// The sockets of one `--listen` address: UDP (one socket per UDP thread,
+/// sharing the port with SO_REUSEPORT) and TCP, on the same port.
 pub struct Listeners {
-    pub udp: UdpSocket,
+    pub udp: Vec<std::net::UdpSocket>,
     pub tcp: TcpListener,
 }
 
 impl Listeners {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.udp.local_addr()
+        self.tcp.local_addr()
     }
 
-    /// Serves both sockets until the task is dropped.
+    /// Serves every socket until the process ends: each UDP socket on a
+    /// thread of its own, TCP on the async runtime.
     pub async fn serve(self, handler: Arc<Handler>, limits: TcpLimits) {
-        match self
-            .udp
-            .into_std()
-            .and_then(|udp| udp.set_nonblocking(false).map(|_| udp))
-        {
-            Ok(udp) => {
-                let handler = Arc::clone(&handler);
-                let spawned = std::thread::Builder::new()
-                    .name("dns-udp".to_string())
-                    .spawn(move || serve_udp(udp, handler));
-                if let Err(e) = spawned {
-                    warn!(error = %e, "cannot start the UDP thread; serving TCP only");
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot hand the UDP socket to its thread; serving TCP only")
+        for (i, udp) in self.udp.into_iter().enumerate() {
+            let handler = Arc::clone(&handler);
+            let spawned = std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || serve_udp(udp, handler));
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start a UDP thread");
             }
         }
         serve_tcp(self.tcp, handler, limits).await;
     }
 }
 
-/// Binds UDP and TCP on `addr`. With port 0 the kernel picks the UDP port and
-/// TCP takes the same one, so one address serves both transports.
-pub async fn bind(addr: SocketAddr) -> io::Result<Listeners> {
+/// Binds `udp_sockets` UDP sockets and a TCP listener on `addr`. With port 0
+/// the kernel picks the UDP port and TCP takes the same one, so one address
+/// serves both transports. Several UDP sockets share the port with
+/// SO_REUSEPORT: the kernel spreads clients over them, one thread each.
+pub async fn bind(addr: SocketAddr, udp_sockets: usize) -> io::Result<Listeners> {
     const ATTEMPTS: usize = 20;
+    let reuse = udp_sockets > 1;
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
-        let udp = UdpSocket::bind(addr).await?;
-        let bound = udp.local_addr()?;
+        let first = udp_socket(addr, reuse)?;
+        let bound = first.local_addr()?;
+        let mut udp = vec![first];
+        for _ in 1..udp_sockets {
+            udp.push(udp_socket(bound, reuse)?);
+        }
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok(Listeners { udp, tcp }),
             Err(e) if addr.port() == 0 => last_error = Some(e),
@@ -91,6 +91,20 @@ pub async fn bind(addr: SocketAddr) -> io::Result<Listeners> {
         }
     }
     Err(last_error.unwrap_or_else(|| io::Error::other("no port free for both UDP and TCP")))
+}
+
+/// A blocking UDP socket bound to `addr`.
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// UDP on a thread of its own with blocking calls: a query needs no task
