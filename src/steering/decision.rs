@@ -187,12 +187,7 @@ impl Policy<'_> {
         {
             return parts;
         }
-        for half in halves(prefix) {
-            let inside: Vec<&BlockSamples> = blocks
-                .iter()
-                .copied()
-                .filter(|b| half.contains(&b.block))
-                .collect();
+        for (half, inside) in halves(prefix, blocks) {
             self.carve_part(half, block_len, &inside, choice, reference, &mut parts);
         }
         parts
@@ -216,22 +211,31 @@ impl Policy<'_> {
             parts.push(prefix);
             return;
         }
-        for half in halves(prefix) {
-            let inside: Vec<&BlockSamples> = blocks
-                .iter()
-                .copied()
-                .filter(|b| half.contains(&b.block))
-                .collect();
+        for (half, inside) in halves(prefix, blocks) {
             self.carve_part(half, block_len, &inside, choice, reference, parts);
         }
     }
 }
 
-fn halves(prefix: IpNet) -> Vec<IpNet> {
-    prefix
+/// The two halves of `prefix`, each with the sub-blocks inside it.
+fn halves<'b>(prefix: IpNet, blocks: &[&'b BlockSamples]) -> Vec<(IpNet, Vec<&'b BlockSamples>)> {
+    let halves: Vec<IpNet> = prefix
         .subnets(prefix.prefix_len() + 1)
         .map(|s| s.collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    halves
+        .into_iter()
+        .map(|half| {
+            (
+                half,
+                blocks
+                    .iter()
+                    .copied()
+                    .filter(|b| half.contains(&b.block))
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 /// The median latency of `mirror` over `blocks`: the reference a sub-block's
