@@ -14,6 +14,7 @@ use crate::api;
 use crate::dns::{self, Catalog, Handler, RrlConfig, TcpLimits};
 use crate::health::Health;
 use crate::metrics::Counters;
+use crate::nats;
 use crate::state::{self, StateDir};
 use crate::steering::Engine;
 use crate::zone::{self, ZoneErrors};
@@ -35,6 +36,8 @@ pub struct Config {
     pub tcp: TcpLimits,
     /// UDP sockets (and threads) per listen address.
     pub udp_threads: usize,
+    /// Share measurements with other instances through NATS JetStream.
+    pub nats: Option<nats::Options>,
 }
 
 /// The running server's zones and steering state.
@@ -145,6 +148,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
     // The lock first: a second server on the same directory must stop
     // before it touches anything.
     let state_dir = StateDir::open(&config.state_dir)?;
+    let instance_id = state_dir.instance_id()?;
     let app = Arc::new(App::load(
         config.zones.clone(),
         config.max_blocks,
@@ -172,12 +176,23 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|e| format!("cannot listen on {} for the API: {e}", config.api))?;
     info!("api listening on {}", api_listener.local_addr()?);
-    tokio::spawn(api::serve(
-        api_listener,
-        Arc::clone(&app),
-        token,
-        journal.clone(),
-    ));
+    let writes = match &config.nats {
+        None => api::Writes::Local(journal.clone()),
+        Some(options) => {
+            info!(url = %options.url, stream = %options.stream, instance = %instance_id, position = recovery.stream_seq, "sharing measurements through NATS JetStream");
+            api::Writes::Shared(Box::new(
+                nats::start(
+                    options,
+                    &instance_id,
+                    app.shared_engine(),
+                    journal.clone(),
+                    recovery.stream_seq,
+                )
+                .await?,
+            ))
+        }
+    };
+    tokio::spawn(api::serve(api_listener, Arc::clone(&app), token, writes));
     app.start_health_checks();
     tokio::spawn(rebalance_loop(app.shared_engine(), config.load_interval));
     tokio::spawn(reload_on_sighup(Arc::clone(&app)));

@@ -17,6 +17,8 @@
 //!   measurement batches and snapshots, recovery, the state dir lock.
 //! - [`agent`]: `mirrordns agent`, which measures beside a mirror: probe
 //!   work from the servers, TCP connect or ICMP echo, access-log RTTs.
+//! - [`nats`]: sharing measurements, drains and load reports between
+//!   instances through NATS JetStream (`--nats`), and probe work with agents.
 //! - [`health`]: the health checks the server runs against mirrors.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`api`]: the HTTP control API (SPEC section 3) and its bearer token.
@@ -32,6 +34,7 @@ pub mod app;
 pub mod dns;
 pub mod health;
 pub mod metrics;
+pub mod nats;
 pub mod simulate;
 pub mod state;
 pub mod steering;

@@ -112,6 +112,51 @@ struct ServeArgs {
     /// Milliseconds between load ticks (moving clusters off mirrors over capacity).
     #[arg(long, default_value_t = 5000)]
     load_interval_ms: u64,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+/// Sharing through NATS JetStream (docs/MULTI-NODE.md).
+#[derive(clap::Args)]
+struct NatsArgs {
+    /// NATS server(s), e.g. nats://127.0.0.1:4222 (comma separated for a
+    /// cluster): share measurements, drains and load reports with every
+    /// instance through JetStream.
+    #[arg(long)]
+    nats: Option<String>,
+    /// JetStream stream name; also the subject prefix (NAME.measurements, ...).
+    #[arg(long, default_value = "mirrordns", value_parser = parse_stream_name)]
+    nats_stream: String,
+    /// NATS credentials file (.creds: a user JWT and its NKey seed).
+    #[arg(long)]
+    nats_creds: Option<PathBuf>,
+    /// Replicas of the streams when they are created (3 on a three-node NATS cluster).
+    #[arg(long, default_value_t = 1)]
+    nats_replicas: usize,
+}
+
+impl NatsArgs {
+    fn options(&self) -> Option<mirrordns::nats::Options> {
+        Some(mirrordns::nats::Options {
+            url: self.nats.clone()?,
+            stream: self.nats_stream.clone(),
+            creds: self.nats_creds.clone(),
+            replicas: self.nats_replicas.max(1),
+        })
+    }
+}
+
+/// A stream name doubles as the subject prefix, so no '.', '*', '>' or spaces.
+fn parse_stream_name(name: &str) -> Result<String, String> {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(name.to_string())
+    } else {
+        Err("use letters, digits, '-' and '_'".to_string())
+    }
 }
 
 #[derive(clap::Args)]
@@ -278,6 +323,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         load_interval: std::time::Duration::from_millis(args.load_interval_ms.max(100)),
         max_blocks: args.max_blocks,
         udp_threads: args.udp_threads.max(1),
+        nats: args.nats.options(),
         tcp: mirrordns::dns::TcpLimits {
             idle: std::time::Duration::from_millis(args.tcp_idle_timeout_ms.max(1)),
             lifetime: std::time::Duration::from_secs(args.tcp_lifetime_s.max(1)),

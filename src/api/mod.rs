@@ -7,7 +7,7 @@
 mod steering;
 pub mod token;
 
-pub use steering::parse_batch;
+pub use steering::{parse_batch, probe_list_json};
 
 use std::sync::Arc;
 
@@ -24,6 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::error;
 
 use crate::app::App;
+use crate::nats::Publisher;
 use crate::state::Journal;
 
 /// Largest request body accepted (a batch of about 10,000 measurements); larger gets 413.
@@ -34,18 +35,27 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// cannot take every worker from the DNS listeners.
 const MAX_CONCURRENT_REQUESTS: usize = 32;
 
+/// Where the API's writes go: into this instance's journal, or with
+/// `--nats` to the shared streams, which every instance (this one too)
+/// applies from there.
+#[derive(Clone)]
+pub enum Writes {
+    Local(Journal),
+    Shared(Box<Publisher>),
+}
+
 #[derive(Clone)]
 struct ApiState {
     app: Arc<App>,
     token: Arc<str>,
-    journal: Journal,
+    writes: Writes,
 }
 
-pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
+pub fn router(app: Arc<App>, token: String, writes: Writes) -> Router {
     let state = ApiState {
         app,
         token: token.into(),
-        journal,
+        writes,
     };
     let writes = Router::new()
         .route("/v1/reload", post(reload))
@@ -71,8 +81,8 @@ pub fn router(app: Arc<App>, token: String, journal: Journal) -> Router {
         .with_state(state)
 }
 
-pub async fn serve(listener: TcpListener, app: Arc<App>, token: String, journal: Journal) {
-    if let Err(e) = axum::serve(listener, router(app, token, journal)).await {
+pub async fn serve(listener: TcpListener, app: Arc<App>, token: String, writes: Writes) {
+    if let Err(e) = axum::serve(listener, router(app, token, writes)).await {
         error!(error = %e, "api server stopped");
     }
 }

@@ -8,14 +8,15 @@ use std::time::UNIX_EPOCH;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiState, error_response};
-use crate::steering::{self, MeasurementRequest, Score};
+use super::{ApiState, Writes, error_response};
+use crate::nats;
+use crate::steering::{self, MeasurementRequest, Probe, Score};
 
 /// Probe work returned per request unless `limit` says otherwise.
 const DEFAULT_PROBE_LIMIT: usize = 1000;
@@ -97,11 +98,17 @@ pub async fn probes(
     let Some(probes) = state.app.engine().probes(mirror, steering::now(), limit) else {
         return error_response(StatusCode::NOT_FOUND, &format!("unknown mirror {mirror:?}"));
     };
+    Json(probe_list_json(&probes)).into_response()
+}
+
+/// `{"probes": [{"target": ..., "block": ...}]}`, as agents read it from the
+/// API or from NATS.
+pub fn probe_list_json(probes: &[Probe]) -> Value {
     let probes: Vec<Value> = probes
-        .into_iter()
+        .iter()
         .map(|p| json!({ "target": target_text(p.target), "block": p.block.to_string() }))
         .collect();
-    Json(json!({ "probes": probes })).into_response()
+    json!({ "probes": probes })
 }
 
 /// A single address is written as an address, a subnet in CIDR form.
@@ -129,7 +136,11 @@ struct RawMeasurement {
     time: Option<String>,
 }
 
-pub async fn post_measurements(State(state): State<ApiState>, body: Bytes) -> Response {
+pub async fn post_measurements(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let counters = state.app.counters();
     let reject = |count: usize, message: &str| {
         counters.batches_rejected.fetch_add(1, Ordering::Relaxed);
@@ -148,8 +159,23 @@ pub async fn post_measurements(State(state): State<ApiState>, body: Bytes) -> Re
         Err(e) => return reject(batch.len(), &e.to_string()),
     };
     let count = accepted.len();
-    // 200 only once the batch is on stable storage and applied (SPEC section 4).
-    match state.journal.commit(accepted, now).await {
+    // 200 only once the batch is on stable storage (SPEC section 4): this
+    // instance's journal, or the shared stream, deduplicated by message id
+    // so that a client's retry is stored once.
+    let stored = match &state.writes {
+        Writes::Local(journal) => journal
+            .commit(accepted, now)
+            .await
+            .map_err(|e| e.to_string()),
+        Writes::Shared(publisher) => {
+            let msg_id = headers
+                .get(nats::MSG_ID)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(nats::new_msg_id, str::to_string);
+            publisher.measurements(body, &msg_id).await
+        }
+    };
+    match stored {
         Ok(()) => {
             counters
                 .measurements_accepted
@@ -213,16 +239,17 @@ async fn set_drained(
     Path(name): Path<String>,
     drained: bool,
 ) -> Response {
-    if !state
-        .app
-        .engine()
-        .mirror_states()
-        .iter()
-        .any(|m| m.name == name)
-    {
+    if !state.app.engine().has_mirror(&name) {
         return error_response(StatusCode::NOT_FOUND, &format!("unknown mirror {name:?}"));
     }
-    match state.journal.drain(&name, drained).await {
+    let stored = match &state.writes {
+        Writes::Local(journal) => journal
+            .drain(&name, drained)
+            .await
+            .map_err(|e| e.to_string()),
+        Writes::Shared(publisher) => publisher.drain(&name, drained).await,
+    };
+    match stored {
         Ok(()) => {
             tracing::info!(mirror = %name, drained, "mirror drain changed by the API");
             crate::app::warn_failing_open(state.app.engine());
@@ -258,17 +285,24 @@ pub async fn post_load(State(state): State<ApiState>, body: Bytes) -> Response {
             &format!("load {} is not in [0, 1000]", report.load),
         );
     }
-    match state
-        .app
-        .engine()
-        .report_load(&report.mirror, report.load, steering::now())
-    {
-        Some(()) => Json(json!({ "mirror": report.mirror, "load": report.load })).into_response(),
-        None => error_response(
+    let engine = state.app.engine();
+    if !engine.has_mirror(&report.mirror) {
+        return error_response(
             StatusCode::NOT_FOUND,
             &format!("unknown mirror {:?}", report.mirror),
-        ),
+        );
     }
+    if let Writes::Shared(publisher) = &state.writes {
+        if let Err(e) = publisher.load(body).await {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not shared, retry: {e}"),
+            );
+        }
+    } else {
+        engine.report_load(&report.mirror, report.load, steering::now());
+    }
+    Json(json!({ "mirror": report.mirror, "load": report.load })).into_response()
 }
 
 /// `GET /v1/explain?service=FQDN&client=ADDR_OR_PREFIX`.

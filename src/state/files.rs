@@ -16,7 +16,11 @@ use crate::steering::{Accepted, Image, Seconds};
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"MDNSSNAP";
 pub const JOURNAL_MAGIC: &[u8; 8] = b"MDNSJRNL";
 /// Bumped whenever the encoding changes; an unknown version is set aside.
-pub const FORMAT_VERSION: u32 = 1;
+/// Journals are still version 1: the stream event was added as a new
+/// variant at the end, which version 1 records never contain.
+pub const JOURNAL_VERSION: u32 = 1;
+/// Version 2 added the stream position; version 1 snapshots are still read.
+pub const SNAPSHOT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 12;
 /// A journal record larger than this is damage, not data (a batch is at
 /// most 1 MiB of JSON, far less once encoded).
@@ -26,7 +30,16 @@ const MAX_RECORD: usize = 64 << 20;
 pub struct Snapshot {
     /// The last journal record the snapshot includes.
     pub seq: u64,
+    /// The last shared-stream message it includes (0: none; see `crate::nats`).
+    pub stream_seq: u64,
     pub image: Image,
+}
+
+/// A snapshot written before instances shared a stream.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    seq: u64,
+    image: Image,
 }
 
 /// One acknowledged change, applied as of `now`.
@@ -40,26 +53,37 @@ pub struct Record {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     Measurements(Vec<Accepted>),
-    Drain { mirror: String, drained: bool },
+    Drain {
+        mirror: String,
+        drained: bool,
+    },
+    /// Measurements consumed from the shared stream, with the stream
+    /// sequence of their message: journaled together, so the table and the
+    /// stream position never disagree after a crash.
+    StreamMeasurements {
+        stream_seq: u64,
+        items: Vec<Accepted>,
+    },
 }
 
-fn header(magic: &[u8; 8]) -> Vec<u8> {
+fn header(magic: &[u8; 8], version: u32) -> Vec<u8> {
     let mut h = magic.to_vec();
-    h.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
     h
 }
 
-fn check_header(bytes: &[u8], magic: &[u8; 8]) -> Result<(), String> {
+/// The file's format version, if it is one of `readable`.
+fn check_header(bytes: &[u8], magic: &[u8; 8], readable: &[u32]) -> Result<u32, String> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != magic {
         return Err("not a mirrordns state file (bad magic)".to_string());
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
+    if !readable.contains(&version) {
         return Err(format!(
-            "format version {version}, this mirrordns reads {FORMAT_VERSION}"
+            "format version {version}, this mirrordns reads {readable:?}"
         ));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// `len` (u32), CRC-32 (u32), payload.
@@ -91,13 +115,13 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> io::Result<Vec<u8>> {
             "snapshot over 4 GiB: the frame length cannot hold it",
         ));
     }
-    let mut out = header(SNAPSHOT_MAGIC);
+    let mut out = header(SNAPSHOT_MAGIC, SNAPSHOT_VERSION);
     out.extend(frame(&payload));
     Ok(out)
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
-    check_header(bytes, SNAPSHOT_MAGIC)?;
+    let version = check_header(bytes, SNAPSHOT_MAGIC, &[1, SNAPSHOT_VERSION])?;
     // A snapshot is one frame as large as the table (tens of MiB for a
     // million sub-blocks): only the file's own length bounds it.
     let (payload, used) =
@@ -108,7 +132,16 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
             bytes.len() - HEADER_LEN - used
         ));
     }
-    postcard::from_bytes(payload).map_err(|e| format!("undecodable: {e}"))
+    let undecodable = |e: postcard::Error| format!("undecodable: {e}");
+    if version == 1 {
+        let old: SnapshotV1 = postcard::from_bytes(payload).map_err(undecodable)?;
+        return Ok(Snapshot {
+            seq: old.seq,
+            stream_seq: 0,
+            image: old.image,
+        });
+    }
+    postcard::from_bytes(payload).map_err(undecodable)
 }
 
 /// Writes `bytes` to `path` so that after a crash either the old file or the
@@ -146,7 +179,7 @@ pub fn read_journal(bytes: &[u8]) -> JournalRead {
             damage: None,
         };
     }
-    if let Err(e) = check_header(bytes, JOURNAL_MAGIC) {
+    if let Err(e) = check_header(bytes, JOURNAL_MAGIC, &[JOURNAL_VERSION]) {
         return JournalRead {
             records: Vec::new(),
             good_len: 0,
@@ -206,7 +239,7 @@ impl JournalFile {
             .open(path)?;
         if good_len < HEADER_LEN as u64 {
             file.set_len(0)?;
-            file.write_all(&header(JOURNAL_MAGIC))?;
+            file.write_all(&header(JOURNAL_MAGIC, JOURNAL_VERSION))?;
             file.sync_all()?;
             sync_dir(path)?;
             return Ok(JournalFile {
@@ -305,7 +338,7 @@ mod tests {
     }
 
     fn journal_bytes(records: &[Record]) -> Vec<u8> {
-        let mut bytes = header(JOURNAL_MAGIC);
+        let mut bytes = header(JOURNAL_MAGIC, JOURNAL_VERSION);
         for r in records {
             bytes.extend(frame(&postcard::to_stdvec(r).unwrap()));
         }
@@ -344,7 +377,11 @@ mod tests {
             mirrors: vec![big; MAX_RECORD / (1 << 20) + 2],
             ..Image::default()
         };
-        let snapshot = Snapshot { seq: 1, image };
+        let snapshot = Snapshot {
+            seq: 1,
+            stream_seq: 0,
+            image,
+        };
         let bytes = encode_snapshot(&snapshot).unwrap();
         assert!(bytes.len() > MAX_RECORD);
         assert_eq!(decode_snapshot(&bytes).unwrap(), snapshot);
@@ -354,6 +391,7 @@ mod tests {
     fn snapshots_round_trip_and_reject_damage() {
         let snapshot = Snapshot {
             seq: 7,
+            stream_seq: 41,
             image: Image::default(),
         };
         let bytes = encode_snapshot(&snapshot).unwrap();
@@ -364,5 +402,27 @@ mod tests {
                 .unwrap_err()
                 .contains("bad magic")
         );
+    }
+
+    #[test]
+    fn a_version_1_snapshot_is_read_with_no_stream_position() {
+        #[derive(Serialize)]
+        struct V1 {
+            seq: u64,
+            image: Image,
+        }
+        let image = || Image {
+            mirrors: vec!["fra".to_string()],
+            ..Image::default()
+        };
+        let payload = postcard::to_stdvec(&V1 {
+            seq: 9,
+            image: image(),
+        })
+        .unwrap();
+        let mut bytes = header(SNAPSHOT_MAGIC, 1);
+        bytes.extend(frame(&payload));
+        let read = decode_snapshot(&bytes).unwrap();
+        assert_eq!((read.seq, read.stream_seq, read.image), (9, 0, image()));
     }
 }

@@ -45,6 +45,7 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
 const SNAPSHOT: &str = "snapshot";
 const JOURNAL: &str = "journal";
 const LOCK: &str = "lock";
+const INSTANCE_ID: &str = "instance-id";
 
 /// The state directory, locked against a second server for as long as this lives.
 pub struct StateDir {
@@ -57,6 +58,8 @@ pub struct StateDir {
 pub struct Recovery {
     pub snapshot_seq: Option<u64>,
     pub replayed: usize,
+    /// The last shared-stream message the restored table includes (0: none).
+    pub stream_seq: u64,
     pub set_aside: Vec<PathBuf>,
 }
 
@@ -101,6 +104,22 @@ impl StateDir {
         &self.path
     }
 
+    /// A name for this instance that lasts as long as its state: made up at
+    /// the first start, then read back. It names the instance's consumer of
+    /// the shared stream, so a restart finds its own consumer again.
+    pub fn instance_id(&self) -> io::Result<String> {
+        let path = self.path.join(INSTANCE_ID);
+        if let Ok(id) = fs::read_to_string(&path) {
+            let id = id.trim();
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Ok(id.to_string());
+            }
+        }
+        let id = format!("{:016x}", rand::random::<u64>());
+        files::write_atomically(&path, id.as_bytes())?;
+        Ok(id)
+    }
+
     /// Loads the snapshot and replays the journal into `engine` (already bound
     /// to the zones), setting aside whatever is damaged; then starts the
     /// writer. Damage never stops the server: it starts with what it can read.
@@ -113,6 +132,7 @@ impl StateDir {
             Ok(Some(bytes)) => match files::decode_snapshot(&bytes) {
                 Ok(snapshot) => {
                     seq = snapshot.seq;
+                    recovery.stream_seq = snapshot.stream_seq;
                     recovery.snapshot_seq = Some(snapshot.seq);
                     engine.import(snapshot.image);
                 }
@@ -149,6 +169,9 @@ impl StateDir {
         let covered = seq;
         for record in read.records.into_iter().filter(|r| r.seq > covered) {
             apply(&engine, &record.event, record.now);
+            if let Event::StreamMeasurements { stream_seq, .. } = record.event {
+                recovery.stream_seq = stream_seq;
+            }
             seq = record.seq;
             recovery.replayed += 1;
         }
@@ -158,6 +181,7 @@ impl StateDir {
             engine,
             journal,
             seq,
+            stream_seq: recovery.stream_seq,
             last_snapshot: Instant::now(),
             dirty: false,
         };
@@ -172,6 +196,7 @@ fn apply(engine: &Engine, event: &Event, now: Seconds) {
         Event::Drain { mirror, drained } => {
             engine.set_drained(mirror, *drained);
         }
+        Event::StreamMeasurements { items, .. } => engine.apply_accepted(items, now),
     }
 }
 
@@ -205,6 +230,18 @@ impl Journal {
     /// three are done.
     pub async fn commit(&self, items: Vec<Accepted>, now: Seconds) -> io::Result<()> {
         self.change(Event::Measurements(items), now).await
+    }
+
+    /// [`Journal::commit`] for a batch consumed from the shared stream at
+    /// `stream_seq`, which is made durable with it.
+    pub async fn commit_from_stream(
+        &self,
+        items: Vec<Accepted>,
+        now: Seconds,
+        stream_seq: u64,
+    ) -> io::Result<()> {
+        self.change(Event::StreamMeasurements { stream_seq, items }, now)
+            .await
     }
 
     /// Journals a drain or undrain, then applies it.
@@ -243,6 +280,7 @@ struct Writer {
     engine: Arc<Engine>,
     journal: JournalFile,
     seq: u64,
+    stream_seq: u64,
     last_snapshot: Instant,
     dirty: bool,
 }
@@ -307,6 +345,9 @@ impl Writer {
         self.dirty = true;
         for (event, now, done) in batches {
             apply(&self.engine, &event, now);
+            if let Event::StreamMeasurements { stream_seq, .. } = event {
+                self.stream_seq = stream_seq;
+            }
             let _ = done.send(Ok(()));
         }
     }
@@ -321,6 +362,7 @@ impl Writer {
         self.engine.compact(cutoff);
         let snapshot = Snapshot {
             seq: self.seq,
+            stream_seq: self.stream_seq,
             image: self.engine.export(cutoff),
         };
         let bytes = files::encode_snapshot(&snapshot)?;

@@ -519,6 +519,11 @@ impl Engine {
             .collect()
     }
 
+    /// Whether some service answers with mirror `name`.
+    pub fn has_mirror(&self, name: &str) -> bool {
+        self.known_mirror(name).is_some()
+    }
+
     fn known_mirror(&self, name: &str) -> Option<MirrorId> {
         let bindings = self.bindings.read();
         bindings

@@ -1,0 +1,339 @@
+//! The tasks that keep this instance in step with the shared streams, and
+//! the one that hands its probe work to the agents.
+//!
+//! Each runs for ever: when NATS is away it logs, waits with backoff and
+//! starts again where it stopped. None of them holds anything the DNS
+//! listeners wait for: a batch is applied by the state writer like an HTTP
+//! one, so a slow consumer only makes learning late.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, Message, consumer};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tracing::{debug, info, warn};
+
+use super::Subjects;
+use crate::api::parse_batch;
+use crate::state::Journal;
+use crate::steering::{self, Engine, Seconds};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A durable consumer nobody has read for this long is removed by the
+/// server; an instance back after that makes a new one at its position.
+const CONSUMER_INACTIVE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Messages in flight to this instance at once.
+const PULL_BATCH: usize = 64;
+/// How often each instance publishes its probe work.
+pub const PROBE_WORK_EVERY: Duration = Duration::from_secs(5);
+/// Probe targets per message.
+const PROBE_WORK_LIMIT: usize = 1000;
+
+/// Waits between attempts, longer after each failure.
+pub(super) struct Backoff {
+    next: Duration,
+    attempt_started: Instant,
+}
+
+impl Backoff {
+    pub(super) fn new() -> Backoff {
+        Backoff {
+            next: FIRST_BACKOFF,
+            attempt_started: Instant::now(),
+        }
+    }
+
+    /// Logs why the attempt failed and waits before the next one.
+    pub(super) async fn failed(&mut self, what: &str, error: &str) {
+        // An attempt that went well for a while starts the backoff over.
+        if self.attempt_started.elapsed() > MAX_BACKOFF {
+            self.next = FIRST_BACKOFF;
+        }
+        warn!(error, retry_in = ?self.next, "{what}");
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        self.attempt_started = Instant::now();
+    }
+}
+
+/// Applies the measurement stream to this instance, from the message after
+/// `position` (the last one its state holds), for ever.
+pub(super) async fn follow_measurements(
+    js: jetstream::Context,
+    subjects: Subjects,
+    consumer_name: String,
+    engine: Arc<Engine>,
+    journal: Journal,
+    position: u64,
+) {
+    let mut follower = Follower {
+        js,
+        subjects,
+        consumer_name,
+        engine,
+        journal,
+        position,
+    };
+    let mut backoff = Backoff::new();
+    loop {
+        let Err(e) = follower.follow().await;
+        backoff.failed("measurement stream interrupted", &e).await;
+    }
+}
+
+struct Follower {
+    js: jetstream::Context,
+    subjects: Subjects,
+    consumer_name: String,
+    engine: Arc<Engine>,
+    journal: Journal,
+    /// The last stream sequence applied (or skipped as unusable).
+    position: u64,
+}
+
+impl Follower {
+    /// Applies messages until something fails; never returns otherwise.
+    async fn follow(&mut self) -> Result<Infallible, String> {
+        let consumer = self.consumer_at_position().await?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH)
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|e| format!("cannot pull: {e}"))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| format!("pull failed: {e}"))?;
+            let seq = message
+                .info()
+                .map_err(|e| format!("message without stream metadata: {e}"))?
+                .stream_sequence;
+            if seq > self.position {
+                self.apply(&message, seq).await?;
+                self.position = seq;
+            }
+            // Only a courtesy to the server: the position that counts is
+            // the one journaled with the batch.
+            if let Err(e) = message.ack().await {
+                debug!(error = %e, "ack failed");
+            }
+        }
+        Err("the pull stream ended".to_string())
+    }
+
+    /// This instance's durable consumer, made afresh so it starts right after
+    /// `position`: the server's record of it may be behind (a crash before
+    /// the ack) or ahead (state restored from an older backup).
+    async fn consumer_at_position(&mut self) -> Result<consumer::PullConsumer, String> {
+        let mut stream = self
+            .js
+            .get_stream(self.subjects.stream())
+            .await
+            .map_err(|e| format!("no stream {}: {e}", self.subjects.stream()))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .last_sequence;
+        if self.position > last {
+            warn!(
+                position = self.position,
+                stream_last = last,
+                "the stream is behind this instance's position (was it recreated?): reading it from its start"
+            );
+            self.position = 0;
+        }
+        let _ = stream.delete_consumer(&self.consumer_name).await;
+        let deliver_policy = match self.position {
+            0 => consumer::DeliverPolicy::All,
+            p => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: p + 1,
+            },
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(self.consumer_name.clone()),
+                deliver_policy,
+                ack_policy: consumer::AckPolicy::Explicit,
+                inactive_threshold: CONSUMER_INACTIVE,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create consumer {}: {e}", self.consumer_name))?;
+        info!(
+            consumer = %self.consumer_name,
+            from = self.position + 1,
+            stream_last = last,
+            "following the shared measurement stream"
+        );
+        Ok(consumer)
+    }
+
+    /// Applies one message. A message that cannot be used is skipped with a
+    /// log line; only a failing state directory stops the follower.
+    async fn apply(&self, message: &Message, seq: u64) -> Result<(), String> {
+        let now = stored_at(message);
+        if message.subject.as_str() == self.subjects.load() {
+            self.apply_load(&message.payload, now);
+            return Ok(());
+        }
+        let batch = match parse_batch(&message.payload) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(seq, error = %e, "unusable batch in the stream, skipped");
+                return Ok(());
+            }
+        };
+        // Item by item: an agent publishes without our validation, and a
+        // mirror this instance's zones lack must not cost it the others.
+        let total = batch.len();
+        let accepted: Vec<_> = batch
+            .chunks(1)
+            .filter_map(|one| self.engine.validate(one, now).ok())
+            .flatten()
+            .collect();
+        if accepted.len() < total {
+            debug!(
+                seq,
+                skipped = total - accepted.len(),
+                "measurements this instance cannot use"
+            );
+        }
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        self.journal
+            .commit_from_stream(accepted, now, seq)
+            .await
+            .map_err(|e| format!("cannot store stream batch {seq}: {e}"))
+    }
+
+    fn apply_load(&self, payload: &[u8], now: Seconds) {
+        #[derive(Deserialize)]
+        struct Load {
+            mirror: String,
+            load: f64,
+        }
+        match serde_json::from_slice::<Load>(payload) {
+            Ok(l) if l.load.is_finite() && (0.0..=1000.0).contains(&l.load) => {
+                let _ = self.engine.report_load(&l.mirror, l.load, now);
+            }
+            _ => warn!("unusable load report in the stream, skipped"),
+        }
+    }
+}
+
+/// The second the stream stored `message`: the same for every instance.
+fn stored_at(message: &Message) -> Seconds {
+    message
+        .info()
+        .map(|i| i.published.unix_timestamp().max(0) as Seconds)
+        .unwrap_or_else(|_| steering::now())
+}
+
+/// Applies the last drain or undrain of every mirror, then each new one.
+pub(super) async fn follow_drains(
+    js: jetstream::Context,
+    subjects: Subjects,
+    engine: Arc<Engine>,
+    journal: Journal,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let Err(e) = follow_drains_once(&js, &subjects, &engine, &journal).await;
+        backoff.failed("drain stream interrupted", &e).await;
+    }
+}
+
+async fn follow_drains_once(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    engine: &Engine,
+    journal: &Journal,
+) -> Result<Infallible, String> {
+    let stream = js
+        .get_stream(subjects.drain_stream())
+        .await
+        .map_err(|e| format!("no stream {}: {e}", subjects.drain_stream()))?;
+    // Ordered and ephemeral: the last state per mirror is the whole truth,
+    // so every start reads it again rather than keeping a position.
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            filter_subject: subjects.drain("*"),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot read drains: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("cannot read drains: {e}"))?;
+    let prefix = subjects.drain("");
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| format!("drain stream failed: {e}"))?;
+        let Some(mirror) = message.subject.as_str().strip_prefix(&prefix) else {
+            continue;
+        };
+        #[derive(Deserialize)]
+        struct Drain {
+            drained: bool,
+        }
+        let Ok(Drain { drained }) = serde_json::from_slice(&message.payload) else {
+            warn!(subject = %message.subject, "unusable drain message, skipped");
+            continue;
+        };
+        let current = engine
+            .mirror_states()
+            .into_iter()
+            .find(|m| m.name == mirror)
+            .map(|m| m.drained);
+        if current.is_some_and(|c| c != drained) {
+            journal
+                .drain(mirror, drained)
+                .await
+                .map_err(|e| format!("cannot store drain of {mirror}: {e}"))?;
+            info!(
+                mirror,
+                drained, "mirror drain changed through the shared stream"
+            );
+            crate::app::warn_failing_open(engine);
+        }
+    }
+    Err("the drain stream ended".to_string())
+}
+
+/// Publishes this instance's probe work for every mirror, every
+/// [`PROBE_WORK_EVERY`]. Agents hear every instance and measure each target once.
+pub(super) async fn publish_probe_work(
+    client: async_nats::Client,
+    subjects: Subjects,
+    engine: Arc<Engine>,
+) {
+    let mut ticker = tokio::time::interval(PROBE_WORK_EVERY);
+    loop {
+        ticker.tick().await;
+        let now = steering::now();
+        for mirror in engine.mirror_states() {
+            let Some(probes) = engine.probes(&mirror.name, now, PROBE_WORK_LIMIT) else {
+                continue;
+            };
+            if probes.is_empty() {
+                continue;
+            }
+            let Ok(body) = serde_json::to_vec(&crate::api::probe_list_json(&probes)) else {
+                continue;
+            };
+            if let Err(e) = client
+                .publish(subjects.probes(&mirror.name), body.into())
+                .await
+            {
+                debug!(error = %e, "probe work not published");
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Sharing what one instance learns with every other, through NATS
+//! JetStream (`--nats`; docs/MULTI-NODE.md).
+//!
+//! - `follow`: the consumers that apply the shared streams to this instance.
+//!
+//! Two streams, because what they keep differs:
+//! - `<name>` holds measurement batches (`<name>.measurements`) and load
+//!   reports (`<name>.load`), for [`COMPACT_AFTER_MAX_AGES`] × the longest
+//!   `max_age_s`: what a snapshot keeps, so a new instance replays exactly
+//!   what an old one still holds.
+//! - `<name>-drains` holds the last drain or undrain per mirror
+//!   (`<name>.drain.<mirror>`) for ever: a drain is operator intent, and a new
+//!   instance must honour one made a month ago.
+//!
+//! Probe work is core NATS (`<name>.probes.<mirror>`): it is stale in
+//! seconds, so nothing keeps it.
+//!
+//! A message's body is exactly what the HTTP API takes for the same write,
+//! and its `now` is the time the stream stored it: every instance applies the
+//! same bytes as of the same second, in stream order, which is what makes
+//! their tables equal (SPEC section 4).
+
+mod follow;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use crate::state::{COMPACT_AFTER_MAX_AGES, Journal};
+use crate::steering::Engine;
+
+/// The header JetStream deduplicates publishes by.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+/// A publish retried within this window with the same id is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a JetStream request (a publish's acknowledgement) may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the shared streams are (`--nats`, `--nats-stream`, `--nats-creds`).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub url: String,
+    pub stream: String,
+    pub creds: Option<PathBuf>,
+    /// Replicas of each stream: 3 in a three-node NATS cluster.
+    pub replicas: usize,
+}
+
+/// The subjects under one stream name.
+#[derive(Clone, Debug)]
+pub struct Subjects {
+    stream: String,
+}
+
+impl Subjects {
+    pub fn new(stream: &str) -> Subjects {
+        Subjects {
+            stream: stream.to_string(),
+        }
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn drain_stream(&self) -> String {
+        format!("{}-drains", self.stream)
+    }
+
+    pub fn measurements(&self) -> String {
+        format!("{}.measurements", self.stream)
+    }
+
+    pub fn load(&self) -> String {
+        format!("{}.load", self.stream)
+    }
+
+    pub fn drain(&self, mirror: &str) -> String {
+        format!("{}.drain.{mirror}", self.stream)
+    }
+
+    pub fn probes(&self, mirror: &str) -> String {
+        format!("{}.probes.{mirror}", self.stream)
+    }
+}
+
+/// Starts sharing for a server: connects, sets up the streams (again and
+/// again until NATS answers), then follows them from `position`, the last
+/// stream message the instance's state holds. Returns at once, with the
+/// publisher for the API's writes.
+pub async fn start(
+    options: &Options,
+    instance_id: &str,
+    engine: Arc<Engine>,
+    journal: Journal,
+    position: u64,
+) -> Result<Publisher, String> {
+    let client = connect(options, &format!("mirrordns serve {instance_id}")).await?;
+    let js = jetstream(client.clone());
+    let subjects = Subjects::new(&options.stream);
+    let replicas = options.replicas;
+    tokio::spawn(follow::publish_probe_work(
+        client,
+        subjects.clone(),
+        Arc::clone(&engine),
+    ));
+    let consumer = format!("mirrordns-{instance_id}");
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    tokio::spawn(async move {
+        let mut backoff = follow::Backoff::new();
+        while let Err(e) = ensure_streams(&js, &subjects, replicas, engine.longest_max_age()).await
+        {
+            backoff.failed("cannot set up the shared streams", &e).await;
+        }
+        tokio::spawn(follow::follow_drains(
+            js.clone(),
+            subjects.clone(),
+            Arc::clone(&engine),
+            journal.clone(),
+        ));
+        follow::follow_measurements(js, subjects, consumer, engine, journal, position).await;
+    });
+    Ok(publisher)
+}
+
+/// Connects in the background: a NATS server that is down at start only
+/// delays sharing, it never stops the caller (which keeps answering from
+/// its own state). Reconnects for ever, with backoff.
+pub async fn connect(options: &Options, name: &str) -> Result<async_nats::Client, String> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => info!("connected to NATS"),
+                async_nats::Event::Disconnected => {
+                    warn!("lost NATS; answering from local state, reconnecting")
+                }
+                other => info!(event = %other, "NATS"),
+            }
+        });
+    if let Some(creds) = &options.creds {
+        connect = connect
+            .credentials_file(creds)
+            .await
+            .map_err(|e| format!("cannot read NATS credentials {}: {e}", creds.display()))?;
+    }
+    connect
+        .connect(options.url.as_str())
+        .await
+        .map_err(|e| format!("cannot use NATS at {}: {e}", options.url))
+}
+
+pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(REQUEST_TIMEOUT)
+        .build(client)
+}
+
+/// Creates both streams, or updates their limits to the current zones'.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    replicas: usize,
+    longest_max_age_s: u64,
+) -> Result<(), String> {
+    let retention = Duration::from_secs(
+        longest_max_age_s
+            .saturating_mul(COMPACT_AFTER_MAX_AGES)
+            .max(60),
+    );
+    let measurements = stream::Config {
+        name: subjects.stream().to_string(),
+        subjects: vec![subjects.measurements(), subjects.load()],
+        max_age: retention,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let drains = stream::Config {
+        name: subjects.drain_stream(),
+        subjects: vec![subjects.drain("*")],
+        max_messages_per_subject: 1,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    for config in [measurements, drains] {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| format!("cannot set up stream {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Publishes the API's writes to the shared streams; every instance,
+/// this one included, applies them from there.
+#[derive(Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+    subjects: Subjects,
+}
+
+impl Publisher {
+    pub fn new(js: jetstream::Context, subjects: Subjects) -> Publisher {
+        Publisher { js, subjects }
+    }
+
+    /// A measurement batch (the HTTP body, already validated), stored once
+    /// per `msg_id`; returns when JetStream has acknowledged it.
+    pub async fn measurements(&self, body: Bytes, msg_id: &str) -> Result<(), String> {
+        self.publish(self.subjects.measurements(), body, Some(msg_id))
+            .await
+    }
+
+    pub async fn load(&self, body: Bytes) -> Result<(), String> {
+        self.publish(self.subjects.load(), body, None).await
+    }
+
+    pub async fn drain(&self, mirror: &str, drained: bool) -> Result<(), String> {
+        let body = serde_json::to_vec(&serde_json::json!({ "drained": drained }))
+            .map_err(|e| e.to_string())?;
+        self.publish(self.subjects.drain(mirror), body.into(), None)
+            .await
+    }
+
+    async fn publish(
+        &self,
+        subject: String,
+        body: Bytes,
+        msg_id: Option<&str>,
+    ) -> Result<(), String> {
+        let mut headers = HeaderMap::new();
+        if let Some(id) = msg_id {
+            headers.insert(MSG_ID, id);
+        }
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, body)
+            .await
+            .map_err(|e| format!("not published: {e}"))?;
+        ack.await
+            .map(|_| ())
+            .map_err(|e| format!("not acknowledged by JetStream: {e}"))
+    }
+}
+
+/// A message id for a batch that came without one.
+pub fn new_msg_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
