@@ -45,7 +45,7 @@ pub struct App {
     zone_paths: Vec<PathBuf>,
     engine: Arc<Engine>,
     health: Health,
-    counters: Counters,
+    counters: Arc<Counters>,
     handler: Arc<Handler>,
     reload_lock: Mutex<()>,
 }
@@ -70,7 +70,7 @@ impl App {
         Ok(App {
             zone_paths,
             health: Health::new(Arc::clone(&engine)),
-            counters: Counters::default(),
+            counters: Arc::default(),
             engine,
             handler: Arc::new(Handler::new(Catalog { zones, steering }, rrl)),
             reload_lock: Mutex::new(()),
@@ -87,6 +87,10 @@ impl App {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    pub fn shared_counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
     }
 
     pub fn handler(&self) -> Arc<Handler> {
@@ -185,6 +189,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
                     options,
                     &instance_id,
                     app.shared_engine(),
+                    app.shared_counters(),
                     journal.clone(),
                     recovery.stream_seq,
                 )

@@ -226,8 +226,16 @@ struct TokenArgs {
 #[derive(clap::Args)]
 struct AgentArgs {
     /// A server's API, e.g. http://ns1.example.net:8053; may be repeated.
-    #[arg(long = "server", required = true)]
+    #[arg(
+        long = "server",
+        required_unless_present = "nats",
+        conflicts_with = "nats"
+    )]
     servers: Vec<String>,
+    /// Or: take probe work from, and publish results to, NATS JetStream,
+    /// shared by every server (docs/MULTI-NODE.md).
+    #[command(flatten)]
+    nats: NatsArgs,
     /// This mirror's name, as the zones call it.
     #[arg(long)]
     mirror: String,
@@ -356,6 +364,7 @@ fn agent(args: AgentArgs) -> ExitCode {
     let AccessLogFormat::NginxTcpinfo = args.access_log_format;
     let options = agent::Options {
         servers: args.servers,
+        nats: args.nats.options(),
         mirror: args.mirror,
         token,
         method: args.method,

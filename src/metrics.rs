@@ -25,6 +25,12 @@ pub struct Counters {
     pub reloads_failed: AtomicU64,
     /// Unix time of the last successful load or reload.
     pub last_reload: AtomicU64,
+    /// Shared-stream messages applied since start (`--nats`).
+    pub stream_batches_applied: AtomicU64,
+    /// The last shared-stream sequence this instance's state holds.
+    pub stream_position: AtomicU64,
+    /// The stream's last sequence when last seen, for the lag.
+    pub stream_last: AtomicU64,
 }
 
 type Labels = Vec<(String, String)>;
@@ -239,6 +245,33 @@ pub fn render(app: &App) -> Result<String, std::fmt::Error> {
         "zone_last_reload_timestamp_seconds",
         "Unix time of the last successful zone load",
         last,
+    );
+
+    let applied = Counter::<u64>::default();
+    applied.inc_by(c.stream_batches_applied.load(Ordering::Relaxed));
+    registry.register(
+        "stream_batches_applied",
+        "Shared-stream messages consumed since start: applied, or skipped as unusable (--nats)",
+        applied,
+    );
+    let position = c.stream_position.load(Ordering::Relaxed);
+    let lag = Gauge::<i64>::default();
+    lag.set(
+        c.stream_last
+            .load(Ordering::Relaxed)
+            .saturating_sub(position) as i64,
+    );
+    registry.register(
+        "stream_lag_messages",
+        "Shared-stream messages stored but not yet applied here (--nats)",
+        lag,
+    );
+    let at = Gauge::<i64>::default();
+    at.set(position as i64);
+    registry.register(
+        "stream_position",
+        "The last shared-stream sequence this instance's state holds (--nats)",
+        at,
     );
 
     let mut text = String::new();

@@ -260,52 +260,6 @@ fn an_http_health_check_wants_2xx() {
     wait_for_answer(&s, FRA);
 }
 
-/// Samples of `/metrics`, parsed as Prometheus text: (name, labels, value).
-fn metrics(s: &Server) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
-    let text = reqwest::blocking::get(s.url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-    assert!(!scrape.samples.is_empty());
-    scrape
-        .samples
-        .into_iter()
-        .map(|sample| {
-            let value = match sample.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            };
-            let labels = sample
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (sample.metric, labels, value)
-        })
-        .collect()
-}
-
-fn metric(
-    samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
-    name: &str,
-    want: &[(&str, &str)],
-) -> f64 {
-    samples
-        .iter()
-        .filter(|(n, labels, _)| {
-            n == name
-                && want
-                    .iter()
-                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, v)| *v)
-        .sum()
-}
-
 #[test]
 fn metrics_count_what_the_server_did() {
     let s = Server::start(&fixture("steering"));

@@ -3,6 +3,8 @@
 //!
 //! - `probe`: TCP connect and ICMP echo.
 //! - `passive`: RTTs from a web server's access log.
+//! - `shared`: the same through NATS (`--nats`): work heard from every
+//!   server at once, results published once for all of them.
 //!
 //! Each server has its own probe loop and its own poster, so a server that
 //! is down delays nothing for the others. A poster retries a batch with
@@ -12,6 +14,7 @@
 
 mod passive;
 mod probe;
+mod shared;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -40,6 +43,8 @@ pub enum MethodChoice {
 
 pub struct Options {
     pub servers: Vec<String>,
+    /// With NATS, no servers: work and results go through the streams.
+    pub nats: Option<crate::nats::Options>,
     pub mirror: String,
     pub token: Option<String>,
     pub method: MethodChoice,
@@ -57,13 +62,19 @@ pub struct Options {
 
 /// Runs until the process is stopped.
 pub async fn run(options: Options) -> Result<(), String> {
-    if options.servers.is_empty() {
-        return Err("give at least one --server".to_string());
+    if options.servers.is_empty() && options.nats.is_none() {
+        return Err("give at least one --server, or --nats".to_string());
     }
-    let prober = Arc::new(choose_prober(&options));
-    let pacer = Arc::new(Pacer::new(options.rate));
-    let inflight = Arc::new(Semaphore::new(options.max_inflight.max(1)));
+    let measurer = Arc::new(Measurer {
+        mirror: options.mirror.clone(),
+        prober: choose_prober(&options),
+        pacer: Pacer::new(options.rate),
+        inflight: Semaphore::new(options.max_inflight.max(1)),
+    });
     let mut posters = Vec::new();
+    if let Some(nats) = &options.nats {
+        posters.push(shared::start(nats, Arc::clone(&measurer)).await?);
+    }
     for server in &options.servers {
         let server = server.trim_end_matches('/').to_string();
         let (tx, rx) = mpsc::channel::<Vec<Value>>(64);
@@ -71,10 +82,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         posters.push(tx.clone());
         let work = ProbeWork {
             server,
-            mirror: options.mirror.clone(),
-            prober: Arc::clone(&prober),
-            pacer: Arc::clone(&pacer),
-            inflight: Arc::clone(&inflight),
+            measurer: Arc::clone(&measurer),
             results: tx,
             interval: options.interval,
         };
@@ -90,7 +98,7 @@ pub async fn run(options: Options) -> Result<(), String> {
             posters,
         ));
     }
-    info!(mirror = %options.mirror, servers = options.servers.len(), method = prober.method(), "agent running");
+    info!(mirror = %options.mirror, servers = options.servers.len(), nats = options.nats.is_some(), method = measurer.prober.method(), "agent running");
     std::future::pending::<()>().await;
     Ok(())
 }
@@ -140,22 +148,63 @@ impl Pacer {
 }
 
 #[derive(Deserialize)]
-struct ProbeList {
+pub(crate) struct ProbeList {
     probes: Vec<ProbeItem>,
 }
 
 #[derive(Deserialize)]
-struct ProbeItem {
+pub(crate) struct ProbeItem {
     target: String,
     block: String,
 }
 
+/// Measures probe work, however it arrived, within the agent's rate and
+/// in-flight limits (shared by every source of work).
+struct Measurer {
+    mirror: String,
+    prober: Prober,
+    pacer: Pacer,
+    inflight: Semaphore,
+}
+
+impl Measurer {
+    /// Measures every usable target; the results as the API takes them.
+    async fn measure_all(self: &Arc<Self>, work: Vec<ProbeItem>) -> Vec<Value> {
+        let tasks: Vec<_> = work
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let Some(target) = probe_address(&item.target) else {
+                    debug!(target = %item.target, "unusable probe target");
+                    return None;
+                };
+                let measurer = Arc::clone(self);
+                Some(tokio::spawn(async move {
+                    measurer.pacer.wait().await;
+                    let _slot = measurer.inflight.acquire().await.ok()?;
+                    let outcome = measurer.prober.measure(target, i as u16).await;
+                    Some(measurement_json(
+                        &measurer.mirror,
+                        &item.block,
+                        outcome,
+                        measurer.prober.method(),
+                    ))
+                }))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            if let Ok(Some(m)) = t.await {
+                out.push(m);
+            }
+        }
+        out
+    }
+}
+
 struct ProbeWork {
     server: String,
-    mirror: String,
-    prober: Arc<Prober>,
-    pacer: Arc<Pacer>,
-    inflight: Arc<Semaphore>,
+    measurer: Arc<Measurer>,
     results: mpsc::Sender<Vec<Value>>,
     interval: Duration,
 }
@@ -169,7 +218,7 @@ impl ProbeWork {
                 Ok(work) => {
                     backoff = Duration::from_secs(1);
                     if !work.is_empty() {
-                        let measured = self.measure_all(work).await;
+                        let measured = self.measurer.measure_all(work).await;
                         for chunk in measured.chunks(BATCH) {
                             if self.results.send(chunk.to_vec()).await.is_err() {
                                 return;
@@ -189,7 +238,7 @@ impl ProbeWork {
 
     async fn fetch(&self, client: &reqwest::Client) -> Result<Vec<ProbeItem>, String> {
         // Mirror names are letters, digits, '-' and '_': nothing to escape.
-        let url = format!("{}/v1/probes?mirror={}", self.server, self.mirror);
+        let url = format!("{}/v1/probes?mirror={}", self.server, self.measurer.mirror);
         let response = client
             .get(url)
             .timeout(Duration::from_secs(10))
@@ -205,43 +254,6 @@ impl ProbeWork {
         }
         let list: ProbeList = response.json().await.map_err(|e| e.to_string())?;
         Ok(list.probes)
-    }
-
-    async fn measure_all(&self, work: Vec<ProbeItem>) -> Vec<Value> {
-        let tasks: Vec<_> = work
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, item)| {
-                let Some(target) = probe_address(&item.target) else {
-                    debug!(target = %item.target, "unusable probe target");
-                    return None;
-                };
-                let (prober, pacer, inflight) = (
-                    Arc::clone(&self.prober),
-                    Arc::clone(&self.pacer),
-                    Arc::clone(&self.inflight),
-                );
-                let mirror = self.mirror.clone();
-                Some(tokio::spawn(async move {
-                    pacer.wait().await;
-                    let _slot = inflight.acquire().await.ok()?;
-                    let outcome = prober.measure(target, i as u16).await;
-                    Some(measurement_json(
-                        &mirror,
-                        &item.block,
-                        outcome,
-                        prober.method(),
-                    ))
-                }))
-            })
-            .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            if let Ok(Some(m)) = t.await {
-                out.push(m);
-            }
-        }
-        out
     }
 }
 
@@ -272,10 +284,13 @@ async fn post_loop(server: String, token: Option<String>, mut batches: mpsc::Rec
     let url = format!("{server}/v1/measurements");
     while let Some(batch) = batches.recv().await {
         let body = json!({ "measurements": batch });
+        // A server sharing through NATS stores a retry of this batch once.
+        let msg_id = crate::nats::new_msg_id();
         let mut backoff = Duration::from_secs(1);
         loop {
             let mut request = client
                 .post(&url)
+                .header(crate::nats::MSG_ID, &msg_id)
                 .json(&body)
                 .timeout(Duration::from_secs(30));
             if let Some(t) = &token {

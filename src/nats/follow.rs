@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Message, consumer};
@@ -17,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::Subjects;
 use crate::api::parse_batch;
+use crate::metrics::Counters;
 use crate::state::Journal;
 use crate::steering::{self, Engine, Seconds};
 
@@ -60,23 +62,8 @@ impl Backoff {
 }
 
 /// Applies the measurement stream to this instance, from the message after
-/// `position` (the last one its state holds), for ever.
-pub(super) async fn follow_measurements(
-    js: jetstream::Context,
-    subjects: Subjects,
-    consumer_name: String,
-    engine: Arc<Engine>,
-    journal: Journal,
-    position: u64,
-) {
-    let mut follower = Follower {
-        js,
-        subjects,
-        consumer_name,
-        engine,
-        journal,
-        position,
-    };
+/// the follower's position (the last one its state holds), for ever.
+pub(super) async fn follow_measurements(mut follower: Follower) {
     let mut backoff = Backoff::new();
     loop {
         let Err(e) = follower.follow().await;
@@ -84,14 +71,15 @@ pub(super) async fn follow_measurements(
     }
 }
 
-struct Follower {
-    js: jetstream::Context,
-    subjects: Subjects,
-    consumer_name: String,
-    engine: Arc<Engine>,
-    journal: Journal,
+pub(super) struct Follower {
+    pub js: jetstream::Context,
+    pub subjects: Subjects,
+    pub consumer_name: String,
+    pub engine: Arc<Engine>,
+    pub counters: Arc<Counters>,
+    pub journal: Journal,
     /// The last stream sequence applied (or skipped as unusable).
-    position: u64,
+    pub position: u64,
 }
 
 impl Follower {
@@ -114,6 +102,15 @@ impl Follower {
             if seq > self.position {
                 self.apply(&message, seq).await?;
                 self.position = seq;
+                self.counters
+                    .stream_batches_applied
+                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.stream_position.store(seq, Ordering::Relaxed);
+                if let Ok(info) = message.info() {
+                    self.counters
+                        .stream_last
+                        .store(seq + info.pending, Ordering::Relaxed);
+                }
             }
             // Only a courtesy to the server: the position that counts is
             // the one journaled with the batch.
@@ -139,6 +136,10 @@ impl Follower {
             .map_err(|e| e.to_string())?
             .state
             .last_sequence;
+        self.counters.stream_last.store(last, Ordering::Relaxed);
+        self.counters
+            .stream_position
+            .store(self.position, Ordering::Relaxed);
         if self.position > last {
             warn!(
                 position = self.position,

@@ -31,6 +31,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use tracing::{info, warn};
 
+use crate::metrics::Counters;
 use crate::state::{COMPACT_AFTER_MAX_AGES, Journal};
 use crate::steering::Engine;
 
@@ -97,6 +98,7 @@ pub async fn start(
     options: &Options,
     instance_id: &str,
     engine: Arc<Engine>,
+    counters: Arc<Counters>,
     journal: Journal,
     position: u64,
 ) -> Result<Publisher, String> {
@@ -123,7 +125,16 @@ pub async fn start(
             Arc::clone(&engine),
             journal.clone(),
         ));
-        follow::follow_measurements(js, subjects, consumer, engine, journal, position).await;
+        let follower = follow::Follower {
+            js,
+            subjects,
+            consumer_name: consumer,
+            engine,
+            counters,
+            journal,
+            position,
+        };
+        follow::follow_measurements(follower).await;
     });
     Ok(publisher)
 }

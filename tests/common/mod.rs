@@ -187,6 +187,25 @@ impl Server {
         (status, response.json().unwrap_or(serde_json::Value::Null))
     }
 
+    /// POSTs `body` as JSON with the test token and any extra headers.
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut request = reqwest::blocking::Client::new()
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().expect("api request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(serde_json::Value::Null))
+    }
+
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let response = reqwest::blocking::get(self.url(path)).expect("api request");
         let status = response.status().as_u16();
@@ -307,4 +326,50 @@ pub fn zone_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     dir
+}
+
+/// Samples of `/metrics`, parsed as Prometheus text: (name, labels, value).
+pub fn metrics(s: &Server) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let text = reqwest::blocking::get(s.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    assert!(!scrape.samples.is_empty());
+    scrape
+        .samples
+        .into_iter()
+        .map(|sample| {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            let labels = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (sample.metric, labels, value)
+        })
+        .collect()
+}
+
+pub fn metric(
+    samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
+    name: &str,
+    want: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, labels, _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .sum()
 }
