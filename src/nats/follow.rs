@@ -7,13 +7,16 @@
 //! one, so a slow consumer only makes learning late.
 
 use std::convert::Infallible;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Message, consumer};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use serde::Deserialize;
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::Subjects;
@@ -29,6 +32,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CONSUMER_INACTIVE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Messages in flight to this instance at once.
 const PULL_BATCH: usize = 64;
+/// Batches handed to the state writer and not yet durable, at most.
+const IN_FLIGHT: usize = 32;
 /// How often each instance publishes its probe work.
 pub const PROBE_WORK_EVERY: Duration = Duration::from_secs(5);
 /// Probe targets per message.
@@ -93,32 +98,63 @@ impl Follower {
             .messages()
             .await
             .map_err(|e| format!("cannot pull: {e}"))?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| format!("pull failed: {e}"))?;
-            let seq = message
-                .info()
-                .map_err(|e| format!("message without stream metadata: {e}"))?
-                .stream_sequence;
-            if seq > self.position {
-                self.apply(&message, seq).await?;
-                self.position = seq;
-                self.counters
-                    .stream_batches_applied
-                    .fetch_add(1, Ordering::Relaxed);
-                self.counters.stream_position.store(seq, Ordering::Relaxed);
-                if let Ok(info) = message.info() {
-                    self.counters
-                        .stream_last
-                        .store(seq + info.pending, Ordering::Relaxed);
+        // Batches handed to the state writer, oldest first: the next
+        // message is parsed while earlier ones are being made durable.
+        let mut in_flight = FuturesOrdered::new();
+        let mut submitted = self.position;
+        loop {
+            tokio::select! {
+                Some((seq, message, stored)) = in_flight.next(), if !in_flight.is_empty() => {
+                    stored?;
+                    self.applied(seq, &message).await;
+                }
+                next = messages.next(), if in_flight.len() < IN_FLIGHT => {
+                    let Some(message) = next else {
+                        return Err("the pull stream ended".to_string());
+                    };
+                    let message = message.map_err(|e| format!("pull failed: {e}"))?;
+                    let seq = message
+                        .info()
+                        .map_err(|e| format!("message without stream metadata: {e}"))?
+                        .stream_sequence;
+                    if seq <= submitted {
+                        let _ = message.ack().await;
+                        continue;
+                    }
+                    submitted = seq;
+                    let stored = self.submit(&message, seq)?;
+                    in_flight.push_back(async move {
+                        let result = match stored {
+                            None => Ok(()),
+                            Some(durable) => match durable.await {
+                                Ok(r) => r.map_err(|e| format!("cannot store stream batch {seq}: {e}")),
+                                Err(_) => Err("the state writer has stopped".to_string()),
+                            },
+                        };
+                        (seq, message, result)
+                    });
                 }
             }
-            // Only a courtesy to the server: the position that counts is
-            // the one journaled with the batch.
-            if let Err(e) = message.ack().await {
-                debug!(error = %e, "ack failed");
-            }
         }
-        Err("the pull stream ended".to_string())
+    }
+
+    /// Records that everything up to `seq` is applied and durable.
+    async fn applied(&mut self, seq: u64, message: &Message) {
+        self.position = seq;
+        self.counters
+            .stream_batches_applied
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters.stream_position.store(seq, Ordering::Relaxed);
+        if let Ok(info) = message.info() {
+            self.counters
+                .stream_last
+                .store(seq + info.pending, Ordering::Relaxed);
+        }
+        // Only a courtesy to the server: the position that counts is the one
+        // journaled with the batch.
+        if let Err(e) = message.ack().await {
+            debug!(error = %e, "ack failed");
+        }
     }
 
     /// This instance's durable consumer, made afresh so it starts right after
@@ -174,29 +210,38 @@ impl Follower {
         Ok(consumer)
     }
 
-    /// Applies one message. A message that cannot be used is skipped with a
-    /// log line; only a failing state directory stops the follower.
-    async fn apply(&self, message: &Message, seq: u64) -> Result<(), String> {
+    /// Applies a load report at once, or hands a measurement batch to the
+    /// state writer and returns what says when it is durable. A message that
+    /// cannot be used is skipped with a log line; only a failing state
+    /// directory stops the follower.
+    fn submit(
+        &self,
+        message: &Message,
+        seq: u64,
+    ) -> Result<Option<oneshot::Receiver<io::Result<()>>>, String> {
         let now = stored_at(message);
         if message.subject.as_str() == self.subjects.load() {
             self.apply_load(&message.payload, now);
-            return Ok(());
+            return Ok(None);
         }
         let batch = match parse_batch(&message.payload) {
             Ok(b) => b,
             Err(e) => {
                 warn!(seq, error = %e, "unusable batch in the stream, skipped");
-                return Ok(());
+                return Ok(None);
             }
         };
-        // Item by item: an agent publishes without our validation, and a
-        // mirror this instance's zones lack must not cost it the others.
+        // Item by item when the whole fails: an agent publishes without our
+        // validation, and a mirror this instance's zones lack must not cost
+        // it the others.
         let total = batch.len();
-        let accepted: Vec<_> = batch
-            .chunks(1)
-            .filter_map(|one| self.engine.validate(one, now).ok())
-            .flatten()
-            .collect();
+        let accepted: Vec<_> = self.engine.validate(&batch, now).unwrap_or_else(|_| {
+            batch
+                .chunks(1)
+                .filter_map(|one| self.engine.validate(one, now).ok())
+                .flatten()
+                .collect()
+        });
         if accepted.len() < total {
             debug!(
                 seq,
@@ -205,11 +250,11 @@ impl Follower {
             );
         }
         if accepted.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         self.journal
-            .commit_from_stream(accepted, now, seq)
-            .await
+            .submit_from_stream(accepted, now, seq)
+            .map(Some)
             .map_err(|e| format!("cannot store stream batch {seq}: {e}"))
     }
 

@@ -233,15 +233,20 @@ impl Journal {
     }
 
     /// [`Journal::commit`] for a batch consumed from the shared stream at
-    /// `stream_seq`, which is made durable with it.
-    pub async fn commit_from_stream(
+    /// `stream_seq`, which is made durable with it. The batch is handed to
+    /// the writer before this returns, so batches are journaled in the order
+    /// they were submitted; the receiver says when it is durable and applied.
+    /// Submitting several before waiting lets one fsync cover them all.
+    pub fn submit_from_stream(
         &self,
         items: Vec<Accepted>,
         now: Seconds,
         stream_seq: u64,
-    ) -> io::Result<()> {
-        self.change(Event::StreamMeasurements { stream_seq, items }, now)
-            .await
+    ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
+        let (done, finished) = oneshot::channel();
+        let event = Event::StreamMeasurements { stream_seq, items };
+        self.send(Job::Change { event, now, done })?;
+        Ok(finished)
     }
 
     /// Journals a drain or undrain, then applies it.
