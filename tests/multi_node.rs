@@ -59,23 +59,36 @@ struct Nats {
 
 impl Nats {
     fn start() -> Nats {
+        Nats::start_with("")
+    }
+
+    /// With `extra` lines added to the server's configuration file.
+    fn start_with(extra: &str) -> Nats {
         let mut nats = Nats {
             child: None,
             port: free_port(),
             monitor: free_port(),
             store: tempfile::tempdir().unwrap(),
         };
+        let config = format!(
+            "listen: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\njetstream {{ store_dir: {:?} }}\n{extra}\n",
+            nats.port,
+            nats.monitor,
+            nats.store.path().join("js")
+        );
+        std::fs::write(nats.config(), config).unwrap();
         nats.restart();
         nats
     }
 
+    fn config(&self) -> std::path::PathBuf {
+        self.store.path().join("nats.conf")
+    }
+
     fn restart(&mut self) {
         let child = Command::new(nats_server())
-            .args(["-js", "-a", "127.0.0.1"])
-            .args(["-p", &self.port.to_string()])
-            .args(["-m", &self.monitor.to_string()])
-            .arg("-sd")
-            .arg(self.store.path())
+            .arg("-c")
+            .arg(self.config())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -404,4 +417,25 @@ fn a_drain_reaches_every_instance_including_one_started_later() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+#[test]
+fn a_batch_larger_than_nats_takes_is_refused_with_413_not_retried_for_ever() {
+    let nats = Nats::start_with("max_payload: 8192");
+    let zones = zones();
+    let state = tempfile::tempdir().unwrap();
+    let s = instance(zones.path(), state.path(), &nats);
+    let items: Vec<(&str, String, f64)> = (0..200)
+        .map(|i| ("fra", format!("127.9.{i}.0/24"), 10.0))
+        .collect();
+    let items: Vec<(&str, &str, f64)> =
+        items.iter().map(|(m, c, r)| (*m, c.as_str(), *r)).collect();
+    let (status, body) = s.post_json("/v1/measurements", &batch(&items), &[]);
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("max_payload"),
+        "{body}"
+    );
+    assert_eq!(post(&s, &batch(&items[..20])), 200);
+    assert_eq!(nats.stored_batches(), 1);
 }

@@ -95,12 +95,21 @@ async fn publish_loop(publisher: Publisher, mut batches: mpsc::Receiver<Vec<Valu
         };
         let msg_id = nats::new_msg_id();
         let mut backoff = Duration::from_secs(1);
-        while let Err(e) = publisher.measurements(body.clone(), &msg_id).await {
-            warn!(error = %e, retry_in = ?backoff, "batch not published");
+        loop {
+            match publisher.measurements(body.clone(), &msg_id).await {
+                Ok(()) => {
+                    debug!(measurements = batch.len(), "batch published");
+                    break;
+                }
+                Err(e @ nats::PublishError::TooLarge { .. }) => {
+                    warn!(error = %e, "batch dropped");
+                    break;
+                }
+                Err(e) => warn!(error = %e, retry_in = ?backoff, "batch not published"),
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        debug!(measurements = batch.len(), "batch published");
     }
     info!("publishing stopped");
 }

@@ -142,21 +142,21 @@ pub async fn post_measurements(
     body: Bytes,
 ) -> Response {
     let counters = state.app.counters();
-    let reject = |count: usize, message: &str| {
+    let reject = |status: StatusCode, count: usize, message: &str| {
         counters.batches_rejected.fetch_add(1, Ordering::Relaxed);
         counters
             .measurements_rejected
             .fetch_add(count as u64, Ordering::Relaxed);
-        error_response(StatusCode::BAD_REQUEST, message)
+        error_response(status, message)
     };
     let batch = match parse_batch(&body) {
         Ok(b) => b,
-        Err(message) => return reject(0, &message),
+        Err(message) => return reject(StatusCode::BAD_REQUEST, 0, &message),
     };
     let now = steering::now();
     let accepted = match state.app.engine().validate(&batch, now) {
         Ok(a) => a,
-        Err(e) => return reject(batch.len(), &e.to_string()),
+        Err(e) => return reject(StatusCode::BAD_REQUEST, batch.len(), &e.to_string()),
     };
     let count = accepted.len();
     // 200 only once the batch is on stable storage (SPEC section 4): this
@@ -172,7 +172,13 @@ pub async fn post_measurements(
                 .get(nats::MSG_ID)
                 .and_then(|v| v.to_str().ok())
                 .map_or_else(nats::new_msg_id, str::to_string);
-            publisher.measurements(body, &msg_id).await
+            match publisher.measurements(body, &msg_id).await {
+                Err(too_large @ nats::PublishError::TooLarge { .. }) => {
+                    let status = StatusCode::PAYLOAD_TOO_LARGE;
+                    return reject(status, count, &too_large.to_string());
+                }
+                other => other.map_err(|e| e.to_string()),
+            }
         }
     };
     match stored {

@@ -39,6 +39,8 @@ use crate::steering::Engine;
 pub const MSG_ID: &str = "Nats-Msg-Id";
 /// A publish retried within this window with the same id is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Bytes kept free for a message's headers under max_payload.
+const HEADER_ROOM: usize = 256;
 /// How long a JetStream request (a publish's acknowledgement) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,8 +164,10 @@ pub async fn connect(options: &Options, name: &str) -> Result<async_nats::Client
             .await
             .map_err(|e| format!("cannot read NATS credentials {}: {e}", creds.display()))?;
     }
+    // A cluster's seed list, comma separated: any one that answers will do.
+    let servers: Vec<&str> = options.url.split(',').map(str::trim).collect();
     connect
-        .connect(options.url.as_str())
+        .connect(servers)
         .await
         .map_err(|e| format!("cannot use NATS at {}: {e}", options.url))
 }
@@ -228,9 +232,16 @@ impl Publisher {
 
     /// A measurement batch (the HTTP body, already validated), stored once
     /// per `msg_id`; returns when JetStream has acknowledged it.
-    pub async fn measurements(&self, body: Bytes, msg_id: &str) -> Result<(), String> {
+    pub async fn measurements(&self, body: Bytes, msg_id: &str) -> Result<(), PublishError> {
+        // NATS refuses a message over the server's max_payload (1 MiB by
+        // default, the API's own body limit): say so rather than retry.
+        let limit = self.js.client().server_info().max_payload;
+        if limit > 0 && body.len() + HEADER_ROOM > limit {
+            return Err(PublishError::TooLarge { limit });
+        }
         self.publish(self.subjects.measurements(), body, Some(msg_id))
             .await
+            .map_err(PublishError::Unavailable)
     }
 
     pub async fn load(&self, body: Bytes) -> Result<(), String> {
@@ -262,6 +273,27 @@ impl Publisher {
         ack.await
             .map(|_| ())
             .map_err(|e| format!("not acknowledged by JetStream: {e}"))
+    }
+}
+
+/// Why a batch was not published.
+#[derive(Debug)]
+pub enum PublishError {
+    /// Larger than the NATS server takes: split it.
+    TooLarge { limit: usize },
+    /// NATS or JetStream did not take it now: retry.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::TooLarge { limit } => write!(
+                f,
+                "batch larger than the NATS server's max_payload ({limit} bytes): send smaller batches"
+            ),
+            PublishError::Unavailable(reason) => f.write_str(reason),
+        }
     }
 }
 
