@@ -391,7 +391,7 @@ impl Writer {
 pub fn log_recovery(dir: &Path, recovery: &Recovery) {
     match recovery.snapshot_seq {
         Some(seq) => {
-            info!(dir = %dir.display(), seq, replayed = recovery.replayed, "learned state restored")
+            info!(dir = %dir.display(), seq, replayed = recovery.replayed, stream_seq = recovery.stream_seq, "learned state restored")
         }
         None if recovery.replayed > 0 => {
             info!(dir = %dir.display(), replayed = recovery.replayed, "learned state restored from the journal")
