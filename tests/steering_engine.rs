@@ -400,6 +400,38 @@ proptest! {
     }
 
     #[test]
+    fn instances_queried_differently_answer_complete_clusters_alike(
+        batches in prop::collection::vec(prop::collection::vec((0u8..3, 0u8..=255, rtts()), 1..5), 1..4),
+        queried in prop::collection::vec((0u8..3, 0u8..=255), 0..8)
+    ) {
+        // Two instances of one stream: `a` also answered resolvers (which
+        // creates clusters before anything is measured), `b` did not.
+        let (a, a_handle) = engine(5.0, 10.0);
+        let (b, b_handle) = engine(5.0, 10.0);
+        for (x, y) in &queried {
+            a_handle.decide(net(&format!("10.{x}.{y}.1/32")), Family::V4);
+        }
+        for batch in &batches {
+            let requests: Vec<_> = batch.iter().flat_map(|(x, y, r)| measure_block(&format!("10.{x}.{y}.0/24"), r)).collect();
+            a.apply(&requests, NOW).unwrap();
+            b.apply(&requests, NOW).unwrap();
+        }
+        let complete = |e: &Engine| -> Vec<String> {
+            table(e).iter().filter(|c| c.complete).map(|c| format!("{} {:?} {:?}", c.prefix, c.mirror, c.rtt)).collect()
+        };
+        prop_assert_eq!(complete(&a), complete(&b));
+        for (x, y, _) in batches.iter().flatten() {
+            let client = net(&format!("10.{x}.{y}.7/32"));
+            let (da, db) = (a_handle.decide(client, Family::V4), b_handle.decide(client, Family::V4));
+            let table_a = table(&a);
+            let deciding = table_a.iter().filter(|c| c.prefix.contains(&client)).max_by_key(|c| c.prefix.prefix_len());
+            if deciding.is_some_and(|c| c.complete) {
+                prop_assert_eq!(da.map(|d| (d.mirror, d.scope)), db.map(|d| (d.mirror, d.scope)), "client {}", client);
+            }
+        }
+    }
+
+    #[test]
     fn noise_within_the_margin_never_changes_a_complete_answer(
         base in prop::collection::vec(20.0f64..300.0, 4),
         noise in prop::collection::vec(prop::collection::vec(-0.04f64..0.04, 4), 1..8)
