@@ -39,7 +39,7 @@ fn request_path(c: &mut Criterion) {
     let engine = Engine::default();
     let steering = engine.bind(&zones);
     let handler = Handler::new(
-        Catalog { zones, steering },
+        Catalog::new(zones, steering),
         RrlConfig {
             rate: 0,
             slip: 2,

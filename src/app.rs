@@ -72,7 +72,7 @@ impl App {
             health: Health::new(Arc::clone(&engine)),
             counters: Arc::default(),
             engine,
-            handler: Arc::new(Handler::new(Catalog { zones, steering }, rrl)),
+            handler: Arc::new(Handler::new(Catalog::new(zones, steering), rrl)),
             reload_lock: Mutex::new(()),
         })
     }
@@ -108,7 +108,7 @@ impl App {
         };
         let steering = self.engine.bind(&zones);
         self.health.start(&zones);
-        self.handler.swap(Catalog { zones, steering });
+        self.handler.swap(Catalog::new(zones, steering));
         Ok(loaded)
     }
 

@@ -35,7 +35,7 @@ fn build() -> (Handler, Engine) {
         slip: 2,
         exempt: Vec::new(),
     };
-    (Handler::new(Catalog { zones, steering }, rrl), engine)
+    (Handler::new(Catalog::new(zones, steering), rrl), engine)
 }
 
 /// The reply, if any, is a well-formed DNS message with the request's ID.

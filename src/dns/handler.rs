@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, LowerName, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
 use ipnet::IpNet;
 
-use super::Catalog;
 use super::lookup::Answer;
 use super::rrl::{Rrl, RrlConfig, Verdict};
+use super::{Catalog, fast};
+use crate::steering::Decision;
 
 /// The EDNS UDP payload size we advertise (the DNS flag day 2020 value).
 const OUR_UDP_PAYLOAD: u16 = 1232;
@@ -144,8 +145,85 @@ impl Handler {
     }
 
     /// The response to `request` from `source`, or `None` when nothing should
-    /// be sent (not a query, or too short to carry an ID).
+    /// be sent (not a query, too short to carry an ID, or rate limited).
     pub fn handle(&self, request: &[u8], source: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        let catalog = self.catalog.load();
+        let query = fast::Query::parse(request);
+        let mut decided = None;
+        if let Some(q) = &query {
+            match self.answer_from_template(&catalog, q, source, transport) {
+                Templated::Done(response) => return response,
+                Templated::Decided(d) => decided = Some(d),
+                Templated::Unknown => {}
+            }
+        }
+        self.full_path(
+            &catalog,
+            request,
+            query.as_ref(),
+            decided,
+            source,
+            transport,
+        )
+    }
+
+    /// Answers from a template when this thread has one for the query.
+    fn answer_from_template(
+        &self,
+        catalog: &Catalog,
+        query: &fast::Query,
+        source: IpAddr,
+        transport: Transport,
+    ) -> Templated {
+        let Some(route) = fast::route(catalog.generation, query) else {
+            return Templated::Unknown;
+        };
+        let decision = match route {
+            fast::Route::Fixed => None,
+            fast::Route::Steered {
+                zone,
+                service,
+                family,
+            } => {
+                let client = query
+                    .ecs_client()
+                    .unwrap_or_else(|| IpNet::from(source.to_canonical()));
+                catalog.steering[zone][service].decide(client, family)
+            }
+        };
+        let limit = match transport {
+            Transport::Udp => query.udp_limit(),
+            Transport::Tcp => usize::from(u16::MAX),
+        };
+        let (mirror, scope) = decision.map_or((None, 0), |d| (d.mirror, d.scope));
+        let Some(response) = fast::respond(catalog.generation, query, mirror, scope, limit) else {
+            return decision.map_or(Templated::Unknown, Templated::Decided);
+        };
+        let qtype = RecordType::from(query.qtype());
+        let rcode = ResponseCode::from(0, response[3] & 0x0f);
+        self.stats.record(Some(qtype), rcode);
+        let verdict = match transport {
+            Transport::Udp => self.rrl.check(source, query.lower_name(), qtype, rcode),
+            Transport::Tcp => Verdict::Send,
+        };
+        Templated::Done(match verdict {
+            Verdict::Send => Some(response),
+            Verdict::Drop => None,
+            Verdict::Truncate => Some(fast::truncated(&response, query)),
+        })
+    }
+
+    /// Decodes the request with hickory, answers from the catalog, encodes;
+    /// keeps the response as a template when the query has the common shape.
+    fn full_path(
+        &self,
+        catalog: &Catalog,
+        request: &[u8],
+        query: Option<&fast::Query>,
+        decided: Option<Decision>,
+        source: IpAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         let header = Header::read(&mut BinDecoder::new(request)).ok()?;
         if header.metadata.message_type != MessageType::Query {
             return None;
@@ -161,18 +239,22 @@ impl Handler {
                 );
             }
         };
-        let (mut response, limit) = self.respond(&message, request, source, transport);
+        let (mut response, limit, answered) =
+            self.respond(catalog, &message, request, source, transport, decided);
         let qtype = message.queries.first().map(|q| q.query_type());
         self.stats.record(qtype, response.metadata.response_code);
+        let mut verdict = Verdict::Send;
         if transport == Transport::Udp
             && let Some(q) = message.queries.first()
         {
-            match self.rrl.check(
+            let name = q.name().to_lowercase().to_bytes().unwrap_or_default();
+            verdict = self.rrl.check(
                 source,
-                &LowerName::new(q.name()),
+                &name,
                 q.query_type(),
                 response.metadata.response_code,
-            ) {
+            );
+            match verdict {
                 Verdict::Send => {}
                 Verdict::Drop => return None,
                 Verdict::Truncate => {
@@ -184,7 +266,13 @@ impl Handler {
                 }
             }
         }
-        Some(encode_within(response, limit))
+        let bytes = encode_within(response, limit);
+        if verdict == Verdict::Send
+            && let (Some(q), Some(answered)) = (query, answered)
+        {
+            fast::remember(catalog.generation, q, answered, &bytes);
+        }
+        Some(bytes)
     }
 
     /// Queries answered so far, by type and rcode.
@@ -192,14 +280,17 @@ impl Handler {
         &self.stats
     }
 
-    /// The response and the size it must fit in.
+    /// The response, the size it must fit in, and, for an answer worth
+    /// keeping as a template, how it came about.
     fn respond(
         &self,
+        catalog: &Catalog,
         request: &Message,
         raw: &[u8],
         source: IpAddr,
         transport: Transport,
-    ) -> (Message, usize) {
+        decided: Option<Decision>,
+    ) -> (Message, usize, Option<fast::Answered>) {
         let mut response = Message::response(request.metadata.id, request.metadata.op_code);
         response.metadata.recursion_desired = request.metadata.recursion_desired;
         response.metadata.checking_disabled = request.metadata.checking_disabled;
@@ -217,6 +308,7 @@ impl Handler {
                 return (
                     error_response(response, rcode, payload),
                     usize::from(CLASSIC_UDP_PAYLOAD),
+                    None,
                 );
             }
         };
@@ -225,25 +317,52 @@ impl Handler {
             (Transport::Udp, Some(e)) => usize::from(e.max_payload.max(CLASSIC_UDP_PAYLOAD)),
             (Transport::Udp, None) => usize::from(CLASSIC_UDP_PAYLOAD),
         };
-        let rcode = match precheck(request) {
-            Some(rcode) => Some(rcode),
-            None => {
-                let query = &request.queries[0];
-                let client = client_of(edns.as_ref().and_then(|e| e.subnet), source);
-                let answer = self
-                    .catalog
-                    .load()
-                    .lookup(query.name(), query.query_type(), client);
-                apply(&mut response, answer, edns.as_ref());
-                None
-            }
-        };
-        if let Some(rcode) = rcode {
+        if let Some(rcode) = precheck(request) {
             response.metadata.response_code = rcode;
             set_opt(&mut response, edns.as_ref(), None);
+            return (response, limit, None);
         }
-        (response, limit)
+        let query = &request.queries[0];
+        let client = client_of(edns.as_ref().and_then(|e| e.subnet), source);
+        let answer = catalog.lookup_decided(query.name(), query.query_type(), client, decided);
+        let answered = template_worthy(&answer);
+        apply(&mut response, answer, edns.as_ref());
+        (response, limit, answered)
     }
+}
+
+/// What the template path needs to know to reuse a response with this
+/// answer: positive and negative answers only, not errors.
+fn template_worthy(answer: &Answer) -> Option<fast::Answered> {
+    if !matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+        return None;
+    }
+    match (answer.steered_by, answer.scope) {
+        (Some(s), _) => Some(fast::Answered {
+            route: fast::Route::Steered {
+                zone: s.zone,
+                service: s.service,
+                family: s.family,
+            },
+            mirror: s.mirror,
+        }),
+        (None, None) => Some(fast::Answered {
+            route: fast::Route::Fixed,
+            mirror: None,
+        }),
+        (None, Some(_)) => None,
+    }
+}
+
+/// What the template path did with a query.
+enum Templated {
+    /// Answered (or rate limited: `None`).
+    Done(Option<Vec<u8>>),
+    /// No template for the mirror steering picked: the full path must use
+    /// this decision rather than make another.
+    Decided(Decision),
+    /// No template for the name.
+    Unknown,
 }
 
 /// Request problems answered before any lookup.

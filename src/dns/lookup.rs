@@ -8,6 +8,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::Catalog;
+use crate::steering::Decision;
 use crate::zone::{Family, Found, Node, Zone};
 
 /// The sections of an answer and what the header and ECS option must say.
@@ -21,6 +22,18 @@ pub struct Answer {
     /// ECS scope prefix length; `None` means the answer does not depend on the
     /// client (scope 0).
     pub scope: Option<u8>,
+    /// The service that decided the answer, when one did.
+    pub steered_by: Option<SteeredBy>,
+}
+
+/// The service behind a steered answer (indices into the catalog) and its
+/// pick: a mirror, or `None` for all of them (failing open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SteeredBy {
+    pub zone: usize,
+    pub service: usize,
+    pub family: Family,
+    pub mirror: Option<usize>,
 }
 
 /// How many CNAMEs are followed inside a zone before giving up on a loop.
@@ -29,6 +42,19 @@ const MAX_CNAME_HOPS: usize = 8;
 impl Catalog {
     /// Answers `qname`/`qtype` for `client` (the ECS prefix or the source address).
     pub fn lookup(&self, qname: &Name, qtype: RecordType, client: IpNet) -> Answer {
+        self.lookup_decided(qname, qtype, client, None)
+    }
+
+    /// [`Catalog::lookup`] with the steering decision for the service the
+    /// name leads to already made (by the template path, which must not make
+    /// it twice: learning clusters rotate their mirrors per decision).
+    pub fn lookup_decided(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        client: IpNet,
+        decided: Option<Decision>,
+    ) -> Answer {
         let Some((zone_index, zone)) = self.zones.zone_for(qname) else {
             return Answer {
                 rcode: ResponseCode::Refused,
@@ -60,7 +86,8 @@ impl Catalog {
                     None
                 }
                 Found::Node(node) | Found::Wildcard(node) => {
-                    self.answer_node(zone_index, zone, node, &name, qtype, client, &mut answer)
+                    let steer = Steer { client, decided };
+                    self.answer_node(zone_index, zone, node, &name, qtype, steer, &mut answer)
                 }
             };
             match next {
@@ -80,7 +107,7 @@ impl Catalog {
         node: &Node,
         owner: &Name,
         qtype: RecordType,
-        client: IpNet,
+        steer: Steer,
         answer: &mut Answer,
     ) -> Option<Name> {
         if qtype == RecordType::ANY {
@@ -88,7 +115,7 @@ impl Catalog {
             return None;
         }
         if let (Some(service_index), Some(family)) = (node.service, family_of(qtype)) {
-            self.answer_service(zone_index, zone, service_index, family, client, answer);
+            self.answer_service(zone_index, zone, service_index, family, steer, answer);
             return None;
         }
         if qtype != RecordType::CNAME
@@ -120,12 +147,15 @@ impl Catalog {
         zone: &Zone,
         service_index: usize,
         family: Family,
-        client: IpNet,
+        steer: Steer,
         answer: &mut Answer,
     ) {
         let service = &zone.services[service_index];
         let handle = &self.steering[zone_index][service_index];
-        match handle.decide(client, family) {
+        match steer
+            .decided
+            .or_else(|| handle.decide(steer.client, family))
+        {
             Some(decision) => {
                 match decision.mirror {
                     Some(mirror) => answer
@@ -136,10 +166,23 @@ impl Catalog {
                         .for_each(|m| answer.answers.extend_from_slice(service.records(m, family))),
                 }
                 answer.scope = Some(decision.scope);
+                answer.steered_by = Some(SteeredBy {
+                    zone: zone_index,
+                    service: service_index,
+                    family,
+                    mirror: decision.mirror,
+                });
             }
             None => nodata(zone, answer),
         }
     }
+}
+
+/// Who a steered answer is for, or the decision already made for them.
+#[derive(Clone, Copy)]
+struct Steer {
+    client: IpNet,
+    decided: Option<Decision>,
 }
 
 fn family_of(qtype: RecordType) -> Option<Family> {

@@ -2,6 +2,8 @@
 //!
 //! - `handler`: one request in wire bytes → one response in wire bytes
 //!   (header flags, EDNS, ECS, truncation, error rcodes).
+//! - `fast`: responses encoded once and reused with the query's ID, flags,
+//!   question case and ECS patched in: the path most queries take.
 //! - `lookup`: one question → answer sections, from a [`Catalog`].
 //! - `listen`: the UDP and TCP sockets.
 //! - `rrl`: response rate limiting for UDP.
@@ -9,6 +11,7 @@
 //! It asks [`crate::steering`] which mirror answers a service name and never
 //! how that was decided.
 
+mod fast;
 mod handler;
 mod listen;
 mod lookup;
@@ -19,6 +22,8 @@ pub use listen::{Listeners, TcpLimits, bind};
 pub use lookup::Answer;
 pub use rrl::RrlConfig;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::steering::ServiceHandle;
 use crate::zone::ZoneSet;
 
@@ -27,4 +32,17 @@ use crate::zone::ZoneSet;
 pub struct Catalog {
     pub zones: ZoneSet,
     pub steering: Vec<Vec<ServiceHandle>>,
+    /// Unique to this snapshot: encoded responses are reused only within it.
+    generation: u64,
+}
+
+impl Catalog {
+    pub fn new(zones: ZoneSet, steering: Vec<Vec<ServiceHandle>>) -> Catalog {
+        static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+        Catalog {
+            zones,
+            steering,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }

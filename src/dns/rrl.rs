@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, RecordType};
+use hickory_proto::rr::RecordType;
 use ipnet::IpNet;
 use parking_lot::Mutex;
 
@@ -80,7 +80,7 @@ impl Rrl {
     pub fn check(
         &self,
         source: IpAddr,
-        qname: &LowerName,
+        qname: &[u8],
         qtype: RecordType,
         rcode: ResponseCode,
     ) -> Verdict {
@@ -122,7 +122,8 @@ impl Rrl {
 }
 
 /// The client's /24 or /56 and the response's group, hashed.
-fn bucket_key(source: IpAddr, qname: &LowerName, qtype: RecordType, rcode: ResponseCode) -> u64 {
+/// `qname` is the name in lowercase wire form.
+fn bucket_key(source: IpAddr, qname: &[u8], qtype: RecordType, rcode: ResponseCode) -> u64 {
     let prefix = match source {
         IpAddr::V4(_) => IpNet::new(source, 24),
         IpAddr::V6(_) => IpNet::new(source, 56),
@@ -148,6 +149,7 @@ fn bucket_key(source: IpAddr, qname: &LowerName, qtype: RecordType, rcode: Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::serialize::binary::BinEncodable;
 
     fn rrl(rate: u32, slip: u32) -> Rrl {
         Rrl::new(RrlConfig {
@@ -157,8 +159,12 @@ mod tests {
         })
     }
 
-    fn name(n: &str) -> LowerName {
-        LowerName::from(hickory_proto::rr::Name::from_ascii(n).unwrap())
+    fn name(n: &str) -> Vec<u8> {
+        hickory_proto::rr::Name::from_ascii(n)
+            .unwrap()
+            .to_lowercase()
+            .to_bytes()
+            .unwrap()
     }
 
     #[test]

@@ -1,0 +1,500 @@
+//! Encoded responses reused across queries: the lean path for the shape
+//! nearly every query has (one question; no EDNS, or EDNS 0 with at most an
+//! ECS option).
+//!
+//! The first query of a name, type and shape goes the full way (hickory
+//! decodes, the catalog answers, hickory encodes); its response bytes become
+//! a template. A later query gets a copy with exactly what the full path
+//! copies from a request patched in: the ID, the RD and CD flags, the
+//! question as asked (its case), and the ECS address and scope. For a steered
+//! name the steering decision is still made per query; there is one template
+//! per mirror it can pick. Anything else goes the full way, as does any
+//! template that does not fit the response size limit. A property test holds
+//! both paths to the same answers.
+//!
+//! Templates live per thread (each UDP socket has its own), so answering
+//! takes no lock; a reload starts them afresh.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::zone::Family;
+
+const HEADER_LEN: usize = 12;
+const MAX_NAME_LEN: usize = 255;
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+const OPTION_ECS: u16 = 8;
+/// An OPT record without options: owner, TYPE, CLASS, TTL, RDLENGTH.
+const OPT_FIXED_LEN: usize = 11;
+/// Names (with their type) kept per thread; past it the cache starts over,
+/// so a flood of random names costs memory for a moment, never for good.
+const MAX_NAMES: usize = 16_384;
+/// Templates per name: mirrors × query shapes seen.
+const MAX_TEMPLATES_PER_NAME: usize = 64;
+
+/// The ECS option of a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ecs {
+    family: u16,
+    source: u8,
+    addr: [u8; 16],
+}
+
+impl Ecs {
+    fn addr_len(&self) -> usize {
+        usize::from(self.source).div_ceil(8)
+    }
+
+    /// The client it speaks for; `None` for source prefix 0 ("use the
+    /// resolver's address", RFC 7871).
+    fn client(&self) -> Option<IpNet> {
+        if self.source == 0 {
+            return None;
+        }
+        let addr = match self.family {
+            1 => IpAddr::V4(Ipv4Addr::new(
+                self.addr[0],
+                self.addr[1],
+                self.addr[2],
+                self.addr[3],
+            )),
+            _ => IpAddr::V6(Ipv6Addr::from(self.addr)),
+        };
+        IpNet::new(addr, self.source).ok()
+    }
+}
+
+/// What a response's OPT record must look like: the part of a query's
+/// shape that changes the response's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    NoEdns,
+    Edns,
+    Ecs { family: u16, source: u8 },
+}
+
+/// A query of the common shape, read without decoding it into records.
+pub struct Query<'a> {
+    raw: &'a [u8],
+    /// Where the question's name ends (it starts at the header's end).
+    name_end: usize,
+    /// The name in lowercase wire form, then the query type: the cache key.
+    key: [u8; MAX_NAME_LEN + 2],
+    key_len: usize,
+    qtype: u16,
+    edns_payload: Option<u16>,
+    ecs: Option<Ecs>,
+}
+
+impl<'a> Query<'a> {
+    /// `None` for anything but one question of class IN with no records but
+    /// an optional OPT (version 0, no option but one valid ECS), no name
+    /// compression, nothing after it; and for the types answered specially
+    /// (zone transfers, OPT).
+    pub fn parse(raw: &'a [u8]) -> Option<Query<'a>> {
+        let flags = raw.get(2)?;
+        let is_query = flags & 0x80 == 0;
+        let opcode_query = (flags >> 3) & 0x0f == 0;
+        let counts = raw.get(4..12)?;
+        let additional = match counts {
+            [0, 1, 0, 0, 0, 0, 0, n @ (0 | 1)] => *n,
+            _ => return None,
+        };
+        if !is_query || !opcode_query {
+            return None;
+        }
+        let mut key = [0u8; MAX_NAME_LEN + 2];
+        let mut at = HEADER_LEN;
+        loop {
+            let label = usize::from(*raw.get(at)?);
+            if label > 63 || at - HEADER_LEN + 1 + label > MAX_NAME_LEN {
+                return None;
+            }
+            key[at - HEADER_LEN] = label as u8;
+            for i in 1..=label {
+                key[at - HEADER_LEN + i] = raw.get(at + i)?.to_ascii_lowercase();
+            }
+            at += 1 + label;
+            if label == 0 {
+                break;
+            }
+        }
+        let name_end = at;
+        let qtype = read_u16(raw, at)?;
+        if read_u16(raw, at + 2)? != CLASS_IN || matches!(qtype, TYPE_OPT | 251 | 252) {
+            return None;
+        }
+        at += 4;
+        let name_len = name_end - HEADER_LEN;
+        key[name_len..name_len + 2].copy_from_slice(&qtype.to_be_bytes());
+        let mut query = Query {
+            raw,
+            name_end,
+            key,
+            key_len: name_len + 2,
+            qtype,
+            edns_payload: None,
+            ecs: None,
+        };
+        if additional == 1 {
+            let (payload, ecs) = read_opt(raw, at)?;
+            query.edns_payload = Some(payload);
+            query.ecs = ecs;
+        } else if at != raw.len() {
+            return None;
+        }
+        Some(query)
+    }
+
+    pub fn qtype(&self) -> u16 {
+        self.qtype
+    }
+
+    /// The name in lowercase wire form.
+    pub fn lower_name(&self) -> &[u8] {
+        &self.key[..self.key_len - 2]
+    }
+
+    fn shape(&self) -> Shape {
+        match (self.edns_payload, self.ecs) {
+            (None, _) => Shape::NoEdns,
+            (Some(_), None) => Shape::Edns,
+            (Some(_), Some(e)) => Shape::Ecs {
+                family: e.family,
+                source: e.source,
+            },
+        }
+    }
+
+    /// The ECS client, if the query names one.
+    pub fn ecs_client(&self) -> Option<IpNet> {
+        self.ecs.and_then(|e| e.client())
+    }
+
+    /// The largest response that may go back over UDP (as the full path has it).
+    pub fn udp_limit(&self) -> usize {
+        self.edns_payload.map_or(512, |p| usize::from(p.max(512)))
+    }
+
+    fn question_end(&self) -> usize {
+        self.name_end + 4
+    }
+}
+
+fn read_u16(raw: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*raw.get(at)?, *raw.get(at + 1)?]))
+}
+
+/// The OPT record at `at`, which must end the message: its UDP payload size
+/// and ECS option.
+fn read_opt(raw: &[u8], at: usize) -> Option<(u16, Option<Ecs>)> {
+    let fixed = raw.get(at..at + OPT_FIXED_LEN)?;
+    let owner_is_root = fixed[0] == 0;
+    let is_opt = fixed[1..3] == TYPE_OPT.to_be_bytes();
+    let version = fixed[6];
+    if !owner_is_root || !is_opt || version != 0 {
+        return None;
+    }
+    let payload = u16::from_be_bytes([fixed[3], fixed[4]]);
+    let rdlength = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
+    let rdata = raw.get(at + OPT_FIXED_LEN..)?;
+    if rdata.len() != rdlength {
+        return None;
+    }
+    if rdata.is_empty() {
+        return Some((payload, None));
+    }
+    Some((payload, Some(read_ecs(rdata)?)))
+}
+
+/// Exactly one option, a well-formed ECS (RFC 7871 section 6): address bytes
+/// as many as the source prefix needs, no bit set beyond it.
+fn read_ecs(rdata: &[u8]) -> Option<Ecs> {
+    let [
+        code_hi,
+        code_lo,
+        len_hi,
+        len_lo,
+        family_hi,
+        family_lo,
+        source,
+        _scope,
+        addr @ ..,
+    ] = rdata
+    else {
+        return None;
+    };
+    let code = u16::from_be_bytes([*code_hi, *code_lo]);
+    let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
+    let family = u16::from_be_bytes([*family_hi, *family_lo]);
+    let max_source = match family {
+        1 => 32,
+        2 => 128,
+        _ => return None,
+    };
+    if code != OPTION_ECS || *source > max_source || len != 4 + addr.len() {
+        return None;
+    }
+    let mut ecs = Ecs {
+        family,
+        source: *source,
+        addr: [0; 16],
+    };
+    if addr.len() != ecs.addr_len() {
+        return None;
+    }
+    let spare_bits = ecs.addr_len() * 8 - usize::from(*source);
+    if let Some(last) = addr.last()
+        && last & ((1u16 << spare_bits) - 1) as u8 != 0
+    {
+        return None;
+    }
+    ecs.addr[..addr.len()].copy_from_slice(addr);
+    Some(ecs)
+}
+
+/// How the answer for a name and type comes about, for one catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The same for every client.
+    Fixed,
+    /// Decided per client by a service: the zone's and service's indices.
+    Steered {
+        zone: usize,
+        service: usize,
+        family: Family,
+    },
+}
+
+/// What answered a query: how (for the next time) and, when steered, with
+/// which mirror (`None`: every mirror, failing open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    pub route: Route,
+    pub mirror: Option<usize>,
+}
+
+struct Template {
+    mirror: Option<usize>,
+    shape: Shape,
+    bytes: Box<[u8]>,
+}
+
+struct NameEntry {
+    route: Route,
+    templates: Vec<Template>,
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    names: HashMap<Box<[u8]>, NameEntry>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::default();
+}
+
+/// Runs `f` on this thread's templates for catalog `generation`.
+fn with_cache<T>(generation: u64, f: impl FnOnce(&mut Cache) -> T) -> T {
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.generation != generation {
+            cache.generation = generation;
+            cache.names.clear();
+        }
+        f(&mut cache)
+    })
+}
+
+/// How the name and type of `query` are answered, if a template says so.
+pub fn route(generation: u64, query: &Query) -> Option<Route> {
+    with_cache(generation, |cache| {
+        cache
+            .names
+            .get(&query.key[..query.key_len])
+            .map(|e| e.route)
+    })
+}
+
+/// The response to `query` from a template for the answer with `mirror`
+/// and the ECS `scope`, within `limit` bytes; `None` when there is no such
+/// template or it does not fit.
+pub fn respond(
+    generation: u64,
+    query: &Query,
+    mirror: Option<usize>,
+    scope: u8,
+    limit: usize,
+) -> Option<Vec<u8>> {
+    let shape = query.shape();
+    with_cache(generation, |cache| {
+        let entry = cache.names.get(&query.key[..query.key_len])?;
+        let template = entry
+            .templates
+            .iter()
+            .find(|t| t.mirror == mirror && t.shape == shape)?;
+        if template.bytes.len() > limit {
+            return None;
+        }
+        Some(patch(&template.bytes, query, scope))
+    })
+}
+
+/// The template with this query's ID, RD and CD flags, question, and ECS
+/// address and scope.
+fn patch(template: &[u8], query: &Query, scope: u8) -> Vec<u8> {
+    let mut bytes = template.to_vec();
+    bytes[..2].copy_from_slice(&query.raw[..2]);
+    const RD: u8 = 0x01;
+    const CD: u8 = 0x10;
+    bytes[2] = (bytes[2] & !RD) | (query.raw[2] & RD);
+    bytes[3] = (bytes[3] & !CD) | (query.raw[3] & CD);
+    let question = HEADER_LEN..query.question_end();
+    bytes[question.clone()].copy_from_slice(&query.raw[question]);
+    if let Some(ecs) = query.ecs {
+        let addr_len = ecs.addr_len();
+        let addr_at = bytes.len() - addr_len;
+        bytes[addr_at..].copy_from_slice(&ecs.addr[..addr_len]);
+        bytes[addr_at - 1] = if ecs.source == 0 { 0 } else { scope };
+    }
+    bytes
+}
+
+/// The response as the rate limiter's slip sends it: header and question,
+/// OPT kept, TC set, nothing else.
+pub fn truncated(response: &[u8], query: &Query) -> Vec<u8> {
+    let opt_len = opt_len(query.shape());
+    let mut bytes = response[..query.question_end()].to_vec();
+    bytes[2] |= 0x02;
+    bytes[6..12].copy_from_slice(&[0, 0, 0, 0, 0, u8::from(opt_len > 0)]);
+    bytes.extend_from_slice(&response[response.len() - opt_len..]);
+    bytes
+}
+
+/// The length of our OPT record for a query of `shape` (0: none).
+fn opt_len(shape: Shape) -> usize {
+    match shape {
+        Shape::NoEdns => 0,
+        Shape::Edns => OPT_FIXED_LEN,
+        Shape::Ecs { source, .. } => OPT_FIXED_LEN + 8 + usize::from(source).div_ceil(8),
+    }
+}
+
+/// Keeps the full path's `response` to `query` as a template, if it has the
+/// layout patching relies on: the question as asked right after the header,
+/// and the OPT, when there is one, last, with the ECS echo at its end.
+pub fn remember(generation: u64, query: &Query, answered: Answered, response: &[u8]) {
+    if !has_patchable_layout(query, response) {
+        return;
+    }
+    with_cache(generation, |cache| {
+        if cache.names.len() >= MAX_NAMES {
+            cache.names.clear();
+        }
+        let entry = cache
+            .names
+            .entry(query.key[..query.key_len].into())
+            .or_insert_with(|| NameEntry {
+                route: answered.route,
+                templates: Vec::new(),
+            });
+        let shape = query.shape();
+        let known = entry
+            .templates
+            .iter()
+            .any(|t| t.mirror == answered.mirror && t.shape == shape);
+        if entry.route != answered.route || known || entry.templates.len() >= MAX_TEMPLATES_PER_NAME
+        {
+            return;
+        }
+        entry.templates.push(Template {
+            mirror: answered.mirror,
+            shape,
+            bytes: response.into(),
+        });
+    });
+}
+
+fn has_patchable_layout(query: &Query, response: &[u8]) -> bool {
+    let question = HEADER_LEN..query.question_end();
+    let opt_len = opt_len(query.shape());
+    let same_question = response.get(question.clone()) == query.raw.get(question);
+    let counts = response.get(4..6) == Some(&[0, 1]);
+    let truncated = response.get(2).is_none_or(|f| f & 0x02 != 0);
+    if !same_question || !counts || truncated || response.len() < query.question_end() + opt_len {
+        return false;
+    }
+    let Some(ecs) = query.ecs else {
+        return opt_len == 0 || response[response.len() - opt_len..][..3] == [0, 0, 41];
+    };
+    let opt = &response[response.len() - opt_len..];
+    let option = &opt[OPT_FIXED_LEN..];
+    opt[..3] == [0, 0, 41]
+        && option[..2] == OPTION_ECS.to_be_bytes()
+        && option[4..6] == ecs.family.to_be_bytes()
+        && option[6] == ecs.source
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(ecs_rdata: Option<&[u8]>) -> Vec<u8> {
+        let mut raw = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0];
+        raw.push(u8::from(ecs_rdata.is_some()));
+        raw.extend_from_slice(&[3, b'W', b'w', b'W', 1, b't', 0, 0, 1, 0, 1]);
+        if let Some(rdata) = ecs_rdata {
+            raw.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
+            raw.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            raw.extend_from_slice(rdata);
+        }
+        raw
+    }
+
+    #[test]
+    fn reads_the_name_lowercased_with_its_type_as_the_key() {
+        let raw = query(None);
+        let q = Query::parse(&raw).unwrap();
+        assert_eq!(q.lower_name(), b"\x03www\x01t\x00");
+        assert_eq!(q.qtype(), 1);
+        assert_eq!(q.shape(), Shape::NoEdns);
+        assert_eq!(q.udp_limit(), 512);
+    }
+
+    #[test]
+    fn reads_an_ecs_option_and_refuses_malformed_ones() {
+        let good = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
+        let raw = query(Some(&good));
+        let q = Query::parse(&raw).unwrap();
+        assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
+        assert_eq!(q.udp_limit(), 1232);
+        for bad in [
+            &[0, 8, 0, 8, 0, 1, 24, 0, 198, 51, 100, 0][..], // an address byte too many
+            &[0, 8, 0, 7, 0, 1, 23, 0, 198, 51, 101],        // a bit beyond the prefix
+            &[0, 8, 0, 7, 0, 3, 24, 0, 198, 51, 100],        // no such family
+            &[0, 10, 0, 7, 0, 1, 24, 0, 198, 51, 100],       // not ECS: the full path decides
+        ] {
+            assert!(Query::parse(&query(Some(bad))).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn anything_but_the_common_shape_goes_the_full_way() {
+        let mut compressed = query(None);
+        compressed[12] = 0xc0;
+        let mut two_questions = query(None);
+        two_questions[5] = 2;
+        let mut response = query(None);
+        response[2] |= 0x80;
+        let mut trailing = query(None);
+        trailing.push(0);
+        for raw in [compressed, two_questions, response, trailing] {
+            assert!(Query::parse(&raw).is_none());
+        }
+    }
+}
