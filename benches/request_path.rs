@@ -1,6 +1,8 @@
 //! The whole request path in-process, wire bytes in to wire bytes out, so
 //! regressions show without a network: a static name, a steered name
-//! without ECS, and a steered name with ECS from a learned cluster.
+//! without ECS, and a steered name with ECS from a learned cluster, all
+//! answered from templates after their first query; and the full path
+//! (decode, look up, encode), which a query asking for NSID takes.
 //!
 //! Run: `cargo bench --bench request_path`.
 
@@ -17,16 +19,26 @@ use mirrordns::dns::{Catalog, Handler, RrlConfig, Transport};
 use mirrordns::steering::{Engine, MeasurementRequest};
 use mirrordns::zone::{ZoneSet, load_file};
 
-fn query(name: &str, ecs: Option<&str>) -> Vec<u8> {
+fn query(name: &str, option: Option<EdnsOption>) -> Vec<u8> {
     let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    if let Some(subnet) = ecs {
+    if let Some(option) = option {
         let mut edns = Edns::new();
-        let ecs: ClientSubnet = subnet.parse().unwrap();
-        edns.options_mut().insert(EdnsOption::Subnet(ecs));
+        edns.options_mut().insert(option);
         m.set_edns(edns);
     }
     m.to_vec().unwrap()
+}
+
+fn ecs(subnet: &str) -> Option<EdnsOption> {
+    let subnet: ClientSubnet = subnet.parse().unwrap();
+    Some(EdnsOption::Subnet(subnet))
+}
+
+/// An RFC 5001 NSID request: an option hickory decodes, so the template
+/// path leaves the query to the full path.
+fn nsid() -> Option<EdnsOption> {
+    Some(EdnsOption::Unknown(3, Vec::new()))
 }
 
 fn request_path(c: &mut Criterion) {
@@ -64,8 +76,9 @@ fn request_path(c: &mut Criterion) {
         ("steered_no_ecs", query("www.example.test.", None)),
         (
             "steered_ecs",
-            query("www.example.test.", Some("10.2.3.0/24")),
+            query("www.example.test.", ecs("10.2.3.0/24")),
         ),
+        ("full_path_static_a", query("mail.example.test.", nsid())),
     ];
     let mut group = c.benchmark_group("request_path");
     group.throughput(Throughput::Elements(1));

@@ -3,7 +3,7 @@
 //! full path (decode, look up, encode) does.
 //!
 //! Each case asks one server a query and then a variant of it (another ID,
-//! case, RD/CD, ECS address in the same cluster): the variant takes the
+//! case, RD/CD, cookie, ECS address in the same cluster): the variant takes the
 //! template path. A fresh server, whose first query always takes the full
 //! path, answers the variant too; both answers must be the same message.
 
@@ -63,6 +63,8 @@ struct Asked {
     case: Vec<bool>,
     /// `None`: no EDNS; else the payload size and an ECS (third octet, source length).
     edns: Option<(u16, Option<(u8, u8)>)>,
+    /// With EDNS, an RFC 7873 client cookie too (ignored by the answer).
+    cookie: bool,
 }
 
 impl Asked {
@@ -84,6 +86,10 @@ impl Asked {
                 let subnet =
                     ClientSubnet::new(format!("10.1.{third}.0").parse().unwrap(), source, 0);
                 edns.options_mut().insert(EdnsOption::Subnet(subnet));
+            }
+            if self.cookie {
+                edns.options_mut()
+                    .insert(EdnsOption::Unknown(10, vec![0x5a; 8]));
             }
             m.set_edns(edns);
         }
@@ -136,8 +142,9 @@ fn asked() -> impl Strategy<Value = Asked> {
         any::<bool>(),
         prop::collection::vec(any::<bool>(), 1..6),
         edns,
+        any::<bool>(),
     )
-        .prop_map(|(name, qtype, id, rd, cd, case, edns)| Asked {
+        .prop_map(|(name, qtype, id, rd, cd, case, edns, cookie)| Asked {
             name: name.to_string(),
             qtype,
             id,
@@ -145,6 +152,7 @@ fn asked() -> impl Strategy<Value = Asked> {
             cd,
             case,
             edns: edns.map(|(payload, ecs)| (payload, ecs.map(|(third, s)| (masked(third, s), s)))),
+            cookie,
         })
 }
 
@@ -158,8 +166,14 @@ fn masked(third: u8, source: u8) -> u8 {
 }
 
 /// The same question again from elsewhere in 10.1.0.0/16, with another ID,
-/// case and flags.
-fn variant(a: &Asked, id: u16, rd: bool, cd: bool, case: Vec<bool>, third: u8) -> Asked {
+/// case, flags and cookie.
+fn variant(
+    a: &Asked,
+    id: u16,
+    (rd, cd, cookie): (bool, bool, bool),
+    case: Vec<bool>,
+    third: u8,
+) -> Asked {
     let edns = a
         .edns
         .map(|(payload, ecs)| (payload, ecs.map(|(_, s)| (masked(third, s), s))));
@@ -169,6 +183,7 @@ fn variant(a: &Asked, id: u16, rd: bool, cd: bool, case: Vec<bool>, third: u8) -
         cd,
         case,
         edns,
+        cookie,
         ..a.clone()
     }
 }
@@ -197,13 +212,14 @@ proptest! {
         id in any::<u16>(),
         rd in any::<bool>(),
         cd in any::<bool>(),
+        cookie in any::<bool>(),
         case in prop::collection::vec(any::<bool>(), 1..6),
         third in 0u8..=255,
         tcp in any::<bool>(),
     ) {
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let source: IpAddr = SOURCE.parse().unwrap();
-        let second = variant(&first, id, rd, cd, case, third);
+        let second = variant(&first, id, (rd, cd, cookie), case, third);
 
         let warm = server();
         warm.handle(&first.wire(), source, transport);

@@ -205,38 +205,54 @@ fn read_opt(raw: &[u8], at: usize) -> Option<(u16, Option<Ecs>)> {
     if rdata.len() != rdlength {
         return None;
     }
-    if rdata.is_empty() {
-        return Some((payload, None));
-    }
-    Some((payload, Some(read_ecs(rdata)?)))
+    Some((payload, read_options(rdata)?))
 }
 
-/// Exactly one option, a well-formed ECS (RFC 7871 section 6): address bytes
-/// as many as the source prefix needs, no bit set beyond it.
-fn read_ecs(rdata: &[u8]) -> Option<Ecs> {
-    let [
-        code_hi,
-        code_lo,
-        len_hi,
-        len_lo,
-        family_hi,
-        family_lo,
-        source,
-        _scope,
-        addr @ ..,
-    ] = rdata
-    else {
+/// The options, of which only ECS matters to the answer. Others (a cookie,
+/// padding) are neither echoed nor checked by the full path, so they are
+/// only skipped; but NSID and DAU, which hickory decodes and may refuse,
+/// and any option twice, leave the query to the full path.
+fn read_options(mut rdata: &[u8]) -> Option<Option<Ecs>> {
+    const NSID: u16 = 3;
+    const DAU: u16 = 5;
+    /// More options than this go the full way (no allocation here).
+    const MAX_OPTIONS: usize = 8;
+    let mut ecs = None;
+    let mut seen = [0u16; MAX_OPTIONS];
+    let mut count = 0;
+    while !rdata.is_empty() {
+        let [code_hi, code_lo, len_hi, len_lo, rest @ ..] = rdata else {
+            return None;
+        };
+        let code = u16::from_be_bytes([*code_hi, *code_lo]);
+        let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
+        let body = rest.get(..len)?;
+        rdata = &rest[len..];
+        if count == MAX_OPTIONS || seen[..count].contains(&code) || matches!(code, NSID | DAU) {
+            return None;
+        }
+        seen[count] = code;
+        count += 1;
+        if code == OPTION_ECS {
+            ecs = Some(read_ecs(body)?);
+        }
+    }
+    Some(ecs)
+}
+
+/// A well-formed ECS option body (RFC 7871 section 6): address bytes as many
+/// as the source prefix needs, no bit set beyond it.
+fn read_ecs(body: &[u8]) -> Option<Ecs> {
+    let [family_hi, family_lo, source, _scope, addr @ ..] = body else {
         return None;
     };
-    let code = u16::from_be_bytes([*code_hi, *code_lo]);
-    let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
     let family = u16::from_be_bytes([*family_hi, *family_lo]);
     let max_source = match family {
         1 => 32,
         2 => 128,
         _ => return None,
     };
-    if code != OPTION_ECS || *source > max_source || len != 4 + addr.len() {
+    if *source > max_source {
         return None;
     }
     let mut ecs = Ecs {
@@ -477,10 +493,30 @@ mod tests {
             &[0, 8, 0, 8, 0, 1, 24, 0, 198, 51, 100, 0][..], // an address byte too many
             &[0, 8, 0, 7, 0, 1, 23, 0, 198, 51, 101],        // a bit beyond the prefix
             &[0, 8, 0, 7, 0, 3, 24, 0, 198, 51, 100],        // no such family
-            &[0, 10, 0, 7, 0, 1, 24, 0, 198, 51, 100],       // not ECS: the full path decides
+            &[0, 8, 0, 8, 0, 1, 24, 0, 198, 51, 100],        // longer than its option
+            &[0, 3, 0, 0],                                   // NSID: hickory decodes it
+            &[0, 10, 0, 0, 0, 10, 0, 0],                     // an option twice
         ] {
             assert!(Query::parse(&query(Some(bad))).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_cookie_beside_the_ecs_option_is_skipped() {
+        let with_cookie = [
+            0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, // a client cookie
+            0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100,
+        ];
+        let raw = query(Some(&with_cookie));
+        let q = Query::parse(&raw).unwrap();
+        assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
+        assert_eq!(
+            q.shape(),
+            Shape::Ecs {
+                family: 1,
+                source: 24
+            }
+        );
     }
 
     #[test]

@@ -262,6 +262,7 @@ impl Handler {
         self.stats.record(qtype, response.metadata.response_code);
         let mut verdict = Verdict::Send;
         if transport == Transport::Udp
+            && self.rrl.limits(source)
             && let Some(q) = message.queries.first()
         {
             let name = q.name().to_lowercase().to_bytes().unwrap_or_default();

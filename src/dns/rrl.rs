@@ -76,6 +76,12 @@ impl Rrl {
         }
     }
 
+    /// Whether responses to `source` are rate limited at all.
+    pub fn limits(&self, source: IpAddr) -> bool {
+        let source = source.to_canonical();
+        self.config.rate != 0 && !self.config.exempt.iter().any(|n| n.contains(&source))
+    }
+
     /// Whether a response to `source` may go out.
     pub fn check(
         &self,
@@ -84,13 +90,10 @@ impl Rrl {
         qtype: RecordType,
         rcode: ResponseCode,
     ) -> Verdict {
-        if self.config.rate == 0 {
+        if !self.limits(source) {
             return Verdict::Send;
         }
         let source = source.to_canonical();
-        if self.config.exempt.iter().any(|n| n.contains(&source)) {
-            return Verdict::Send;
-        }
         let key = bucket_key(source, qname, qtype, rcode);
         let now = self.started.elapsed().as_secs_f64();
         let rate = f64::from(self.config.rate);
