@@ -30,9 +30,11 @@ const CLASS_IN: u16 = 1;
 const OPTION_ECS: u16 = 8;
 /// An OPT record without options: owner, TYPE, CLASS, TTL, RDLENGTH.
 const OPT_FIXED_LEN: usize = 11;
-/// Names (with their type) kept per thread; past it the cache starts over,
-/// so a flood of random names costs memory for a moment, never for good.
+/// Names (with their type) and template bytes kept per thread; past either
+/// the cache starts over, so a flood of random names and query shapes costs
+/// some memory for a moment, never for good.
 const MAX_NAMES: usize = 16_384;
+const MAX_TEMPLATE_BYTES: usize = 16 << 20;
 /// Templates per name: mirrors × query shapes seen.
 const MAX_TEMPLATES_PER_NAME: usize = 64;
 
@@ -309,6 +311,15 @@ struct NameEntry {
 struct Cache {
     generation: u64,
     names: HashMap<Box<[u8]>, NameEntry>,
+    /// Template bytes held.
+    bytes: usize,
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        self.names.clear();
+        self.bytes = 0;
+    }
 }
 
 thread_local! {
@@ -321,7 +332,7 @@ fn with_cache<T>(generation: u64, f: impl FnOnce(&mut Cache) -> T) -> T {
         let mut cache = cache.borrow_mut();
         if cache.generation != generation {
             cache.generation = generation;
-            cache.names.clear();
+            cache.clear();
         }
         f(&mut cache)
     })
@@ -409,8 +420,8 @@ pub fn remember(generation: u64, query: &Query, answered: Answered, response: &[
         return;
     }
     with_cache(generation, |cache| {
-        if cache.names.len() >= MAX_NAMES {
-            cache.names.clear();
+        if cache.names.len() >= MAX_NAMES || cache.bytes + response.len() > MAX_TEMPLATE_BYTES {
+            cache.clear();
         }
         let entry = cache
             .names
@@ -433,6 +444,7 @@ pub fn remember(generation: u64, query: &Query, answered: Answered, response: &[
             shape,
             bytes: response.into(),
         });
+        cache.bytes += response.len();
     });
 }
 
