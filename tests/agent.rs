@@ -98,14 +98,6 @@ fn wait_for_rtt(s: &Server, prefix: &str, mirror: &str) -> Value {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn tcp_probes_fill_the_table_and_a_reset_counts_as_a_reply() {
     let (s, _zones) = server();

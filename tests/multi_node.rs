@@ -40,14 +40,6 @@ fn nats_server() -> &'static str {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A nats-server with JetStream on loopback, its store in a temporary
 /// directory that outlives restarts; killed when dropped.
 struct Nats {

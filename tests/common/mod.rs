@@ -319,6 +319,16 @@ pub fn addresses(response: &Message) -> Vec<String> {
         .collect()
 }
 
+/// A TCP port nobody listens on now (loopback), for a server to take or a
+/// probe to be refused by.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Writes `text` as a zone file in a fresh directory and returns both.
 pub fn zone_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
