@@ -310,7 +310,10 @@ struct NameEntry {
 #[derive(Default)]
 struct Cache {
     generation: u64,
-    names: HashMap<Box<[u8]>, NameEntry>,
+    /// foldhash, not SipHash: the key is hashed on every query, and the
+    /// cache starts over when full, so a flood of colliding names gains
+    /// nothing lasting.
+    names: HashMap<Box<[u8]>, NameEntry, foldhash::fast::RandomState>,
     /// Template bytes held.
     bytes: usize,
 }
@@ -338,37 +341,41 @@ fn with_cache<T>(generation: u64, f: impl FnOnce(&mut Cache) -> T) -> T {
     })
 }
 
-/// How the name and type of `query` are answered, if a template says so.
-pub fn route(generation: u64, query: &Query) -> Option<Route> {
-    with_cache(generation, |cache| {
-        cache
-            .names
-            .get(&query.key[..query.key_len])
-            .map(|e| e.route)
-    })
+/// What this thread's templates gave for a query.
+pub enum Found<D> {
+    /// The response, patched for the query.
+    Response(Vec<u8>),
+    /// The name is known but no template fits this answer (another mirror,
+    /// or too large for the limit); `decide` said this.
+    Missing(Option<D>),
+    /// No template for the name and type yet.
+    Unknown,
 }
 
-/// The response to `query` from a template for the answer with `mirror`
-/// and the ECS `scope`, within `limit` bytes; `None` when there is no such
-/// template or it does not fit.
-pub fn respond(
+/// One look at this thread's templates: `decide` gets the route of the
+/// query's name and says which mirror answers and with what ECS scope (and
+/// anything the caller wants back on a miss); the response is the template
+/// for that answer, patched, if it fits in `limit` bytes.
+pub fn answer<D>(
     generation: u64,
     query: &Query,
-    mirror: Option<usize>,
-    scope: u8,
     limit: usize,
-) -> Option<Vec<u8>> {
+    decide: impl FnOnce(Route) -> (Option<usize>, u8, Option<D>),
+) -> Found<D> {
     let shape = query.shape();
     with_cache(generation, |cache| {
-        let entry = cache.names.get(&query.key[..query.key_len])?;
+        let Some(entry) = cache.names.get(&query.key[..query.key_len]) else {
+            return Found::Unknown;
+        };
+        let (mirror, scope, decided) = decide(entry.route);
         let template = entry
             .templates
             .iter()
-            .find(|t| t.mirror == mirror && t.shape == shape)?;
-        if template.bytes.len() > limit {
-            return None;
+            .find(|t| t.mirror == mirror && t.shape == shape && t.bytes.len() <= limit);
+        match template {
+            Some(t) => Found::Response(patch(&t.bytes, query, scope)),
+            None => Found::Missing(decided),
         }
-        Some(patch(&template.bytes, query, scope))
     })
 }
 

@@ -192,11 +192,12 @@ impl Handler {
         source: IpAddr,
         transport: Transport,
     ) -> Templated {
-        let Some(route) = fast::route(catalog.generation, query) else {
-            return Templated::Unknown;
+        let limit = match transport {
+            Transport::Udp => query.udp_limit(),
+            Transport::Tcp => usize::from(u16::MAX),
         };
-        let decision = match route {
-            fast::Route::Fixed => None,
+        let decide = |route| match route {
+            fast::Route::Fixed => (None, 0, None),
             fast::Route::Steered {
                 zone,
                 service,
@@ -205,16 +206,16 @@ impl Handler {
                 let client = query
                     .ecs_client()
                     .unwrap_or_else(|| IpNet::from(source.to_canonical()));
-                catalog.steering[zone][service].decide(client, family)
+                match catalog.steering[zone][service].decide(client, family) {
+                    Some(d) => (d.mirror, d.scope, Some(d)),
+                    None => (None, 0, None),
+                }
             }
         };
-        let limit = match transport {
-            Transport::Udp => query.udp_limit(),
-            Transport::Tcp => usize::from(u16::MAX),
-        };
-        let (mirror, scope) = decision.map_or((None, 0), |d| (d.mirror, d.scope));
-        let Some(response) = fast::respond(catalog.generation, query, mirror, scope, limit) else {
-            return decision.map_or(Templated::Unknown, Templated::Decided);
+        let response = match fast::answer(catalog.generation, query, limit, decide) {
+            fast::Found::Response(r) => r,
+            fast::Found::Missing(Some(decision)) => return Templated::Decided(decision),
+            fast::Found::Missing(None) | fast::Found::Unknown => return Templated::Unknown,
         };
         let qtype = RecordType::from(query.qtype());
         let rcode = ResponseCode::from(0, response[3] & 0x0f);
