@@ -213,9 +213,25 @@ impl Blocks {
         let i = match self.position(&prefix) {
             Ok(i) => i,
             Err(i) => {
-                let mut entries = std::mem::take(self).into_entries();
-                entries.insert(i, (prefix, Block::default()));
-                *self = Blocks::new(entries);
+                let mut prefixes = std::mem::take(&mut self.prefixes).into_vec();
+                let mut blocks = std::mem::take(&mut self.blocks).into_vec();
+                prefixes.insert(i, prefix);
+                blocks.insert(i, Block::default());
+                self.prefixes = prefixes.into_boxed_slice();
+                self.blocks = blocks.into_boxed_slice();
+                // Shifting the positions after `i` is far cheaper than
+                // hashing every prefix again: a /32 of /56s learns
+                // thousands of sub-blocks one query at a time.
+                match &mut self.index {
+                    Some(index) => {
+                        index
+                            .values_mut()
+                            .filter(|at| **at as usize >= i)
+                            .for_each(|at| *at += 1);
+                        index.insert(prefix, i as u32);
+                    }
+                    None => self.reindex(),
+                }
                 i
             }
         };
