@@ -133,6 +133,10 @@ struct NatsArgs {
     /// Replicas of the streams when they are created (3 on a three-node NATS cluster).
     #[arg(long, default_value_t = 1)]
     nats_replicas: usize,
+    /// serve: seconds between publishing this server's probe work (as often
+    /// as agents used to poll for it).
+    #[arg(long, default_value_t = 10)]
+    nats_probe_interval_s: u64,
 }
 
 impl NatsArgs {
@@ -142,6 +146,7 @@ impl NatsArgs {
             stream: self.nats_stream.clone(),
             creds: self.nats_creds.clone(),
             replicas: self.nats_replicas.max(1),
+            probe_interval: std::time::Duration::from_secs(self.nats_probe_interval_s.max(1)),
         })
     }
 }

@@ -133,7 +133,8 @@ fn zones() -> tempfile::TempDir {
 /// follows the stream.
 fn instance(zones: &Path, state_dir: &Path, nats: &Nats) -> Server {
     let url = nats.url();
-    let mut s = Server::start_in(zones, state_dir, &["--nats", &url], Some(TOKEN));
+    let extra = ["--nats", &url, "--nats-probe-interval-s", "1"];
+    let mut s = Server::start_in(zones, state_dir, &extra, Some(TOKEN));
     s.wait_for_log(
         "following the shared measurement stream",
         Duration::from_secs(15),

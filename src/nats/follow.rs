@@ -34,8 +34,6 @@ const CONSUMER_INACTIVE: Duration = Duration::from_secs(7 * 24 * 3600);
 const PULL_BATCH: usize = 64;
 /// Batches handed to the state writer and not yet durable, at most.
 const IN_FLIGHT: usize = 32;
-/// How often each instance publishes its probe work.
-pub const PROBE_WORK_EVERY: Duration = Duration::from_secs(5);
 /// Probe targets per message.
 const PROBE_WORK_LIMIT: usize = 1000;
 
@@ -353,14 +351,16 @@ async fn follow_drains_once(
     Err("the drain stream ended".to_string())
 }
 
-/// Publishes this instance's probe work for every mirror, every
-/// [`PROBE_WORK_EVERY`]. Agents hear every instance and measure each target once.
+/// Publishes this instance's probe work for every mirror, every `every`.
+/// Agents hear every instance and measure each target once. Listing the
+/// work walks the table, so this is not done more often than agents poll.
 pub(super) async fn publish_probe_work(
     client: async_nats::Client,
     subjects: Subjects,
     engine: Arc<Engine>,
+    every: Duration,
 ) {
-    let mut ticker = tokio::time::interval(PROBE_WORK_EVERY);
+    let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         let now = steering::now();

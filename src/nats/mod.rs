@@ -52,6 +52,8 @@ pub struct Options {
     pub creds: Option<PathBuf>,
     /// Replicas of each stream: 3 in a three-node NATS cluster.
     pub replicas: usize,
+    /// How often a server publishes its probe work.
+    pub probe_interval: Duration,
 }
 
 /// The subjects under one stream name.
@@ -112,6 +114,7 @@ pub async fn start(
         client,
         subjects.clone(),
         Arc::clone(&engine),
+        options.probe_interval,
     ));
     let consumer = format!("mirrordns-{instance_id}");
     let publisher = Publisher::new(js.clone(), subjects.clone());
