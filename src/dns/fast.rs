@@ -177,9 +177,9 @@ impl<'a> Query<'a> {
         self.ecs.and_then(|e| e.client())
     }
 
-    /// The largest response that may go back over UDP (as the full path has it).
-    pub fn udp_limit(&self) -> usize {
-        self.edns_payload.map_or(512, |p| usize::from(p.max(512)))
+    /// The UDP payload size the query's OPT record offers, if it has one.
+    pub fn edns_payload(&self) -> Option<u16> {
+        self.edns_payload
     }
 
     fn question_end(&self) -> usize {
@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(q.lower_name(), b"\x03www\x01t\x00");
         assert_eq!(q.qtype(), 1);
         assert_eq!(q.shape(), Shape::NoEdns);
-        assert_eq!(q.udp_limit(), 512);
+        assert_eq!(q.edns_payload(), None);
     }
 
     #[test]
@@ -507,7 +507,7 @@ mod tests {
         let raw = query(Some(&good));
         let q = Query::parse(&raw).unwrap();
         assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
-        assert_eq!(q.udp_limit(), 1232);
+        assert_eq!(q.edns_payload(), Some(1232));
         for bad in [
             &[0, 8, 0, 8, 0, 1, 24, 0, 198, 51, 100, 0][..], // an address byte too many
             &[0, 8, 0, 7, 0, 1, 23, 0, 198, 51, 101],        // a bit beyond the prefix

@@ -192,10 +192,7 @@ impl Handler {
         source: IpAddr,
         transport: Transport,
     ) -> Templated {
-        let limit = match transport {
-            Transport::Udp => query.udp_limit(),
-            Transport::Tcp => usize::from(u16::MAX),
-        };
+        let limit = response_limit(transport, query.edns_payload());
         let decide = |route| match route {
             fast::Route::Fixed => (None, 0, None),
             fast::Route::Steered {
@@ -203,9 +200,7 @@ impl Handler {
                 service,
                 family,
             } => {
-                let client = query
-                    .ecs_client()
-                    .unwrap_or_else(|| IpNet::from(source.to_canonical()));
+                let client = client_of(query.ecs_client(), source);
                 match catalog.steering[zone][service].decide(client, family) {
                     Some(d) => (d.mirror, d.scope, Some(d)),
                     None => (None, 0, None),
@@ -331,18 +326,15 @@ impl Handler {
                 );
             }
         };
-        let limit = match (transport, &edns) {
-            (Transport::Tcp, _) => usize::from(u16::MAX),
-            (Transport::Udp, Some(e)) => usize::from(e.max_payload.max(CLASSIC_UDP_PAYLOAD)),
-            (Transport::Udp, None) => usize::from(CLASSIC_UDP_PAYLOAD),
-        };
+        let limit = response_limit(transport, edns.as_ref().map(|e| e.max_payload));
         if let Some(rcode) = precheck(request) {
             response.metadata.response_code = rcode;
             set_opt(&mut response, edns.as_ref(), None);
             return (response, limit, None);
         }
         let query = &request.queries[0];
-        let client = client_of(edns.as_ref().and_then(|e| e.subnet), source);
+        let ecs = edns.as_ref().and_then(|e| e.subnet).and_then(ecs_prefix);
+        let client = client_of(ecs, source);
         let answer = catalog.lookup_decided(query.name(), query.query_type(), client, decided);
         let answered = template_worthy(&answer);
         apply(&mut response, answer, edns.as_ref());
@@ -356,21 +348,20 @@ fn template_worthy(answer: &Answer) -> Option<fast::Answered> {
     if !matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
         return None;
     }
-    match (answer.steered_by, answer.scope) {
-        (Some(s), _) => Some(fast::Answered {
+    Some(match answer.steered_by {
+        Some(s) => fast::Answered {
             route: fast::Route::Steered {
                 zone: s.zone,
                 service: s.service,
                 family: s.family,
             },
             mirror: s.mirror,
-        }),
-        (None, None) => Some(fast::Answered {
+        },
+        None => fast::Answered {
             route: fast::Route::Fixed,
             mirror: None,
-        }),
-        (None, Some(_)) => None,
-    }
+        },
+    })
 }
 
 /// What the template path did with a query.
@@ -499,16 +490,30 @@ fn opt_rdata_len_by_walking(raw: &[u8]) -> Option<usize> {
     None
 }
 
-/// The client a query speaks for: its ECS prefix when it gives one (RFC 7871:
-/// source prefix 0 means "use the resolver's address"), else the source address.
-fn client_of(subnet: Option<ClientSubnet>, source: IpAddr) -> IpNet {
-    if let Some(s) = subnet
-        && s.source_prefix() > 0
-        && let Ok(net) = IpNet::new(s.addr(), s.source_prefix())
-    {
-        return net;
+/// The client a query speaks for: its ECS prefix when it gives one, else
+/// the source address.
+fn client_of(ecs: Option<IpNet>, source: IpAddr) -> IpNet {
+    ecs.unwrap_or_else(|| IpNet::from(source.to_canonical()))
+}
+
+/// The prefix an ECS option names; `None` for source prefix 0, which means
+/// "use the resolver's address" (RFC 7871).
+fn ecs_prefix(subnet: ClientSubnet) -> Option<IpNet> {
+    if subnet.source_prefix() == 0 {
+        return None;
     }
-    IpNet::from(source.to_canonical())
+    IpNet::new(subnet.addr(), subnet.source_prefix()).ok()
+}
+
+/// The most a response may hold: 512 bytes over UDP without EDNS, the
+/// request's EDNS size (never less than 512) with it, 64 KiB over TCP.
+fn response_limit(transport: Transport, edns_payload: Option<u16>) -> usize {
+    match transport {
+        Transport::Tcp => usize::from(u16::MAX),
+        Transport::Udp => {
+            usize::from(edns_payload.map_or(CLASSIC_UDP_PAYLOAD, |p| p.max(CLASSIC_UDP_PAYLOAD)))
+        }
+    }
 }
 
 fn apply(response: &mut Message, answer: Answer, edns: Option<&RequestEdns>) {
@@ -517,7 +522,7 @@ fn apply(response: &mut Message, answer: Answer, edns: Option<&RequestEdns>) {
     response.answers = answer.answers;
     response.authorities = answer.authorities;
     response.additionals = answer.additionals;
-    set_opt(response, edns, answer.scope);
+    set_opt(response, edns, answer.steered_by.map(|s| s.scope));
 }
 
 /// Adds our OPT record when the request had one, echoing ECS with `scope`

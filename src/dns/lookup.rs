@@ -19,21 +19,21 @@ pub struct Answer {
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
     pub additionals: Vec<Record>,
-    /// ECS scope prefix length; `None` means the answer does not depend on the
-    /// client (scope 0).
-    pub scope: Option<u8>,
-    /// The service that decided the answer, when one did.
+    /// The service that decided the answer; `None` means the answer does
+    /// not depend on the client (ECS scope 0).
     pub steered_by: Option<SteeredBy>,
 }
 
-/// The service behind a steered answer (indices into the catalog) and its
-/// pick: a mirror, or `None` for all of them (failing open).
+/// The service behind a steered answer (indices into the catalog), its
+/// pick (a mirror, or `None` for all of them, failing open) and the ECS
+/// scope prefix length the answer holds for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SteeredBy {
     pub zone: usize,
     pub service: usize,
     pub family: Family,
     pub mirror: Option<usize>,
+    pub scope: u8,
 }
 
 /// How many CNAMEs are followed inside a zone before giving up on a loop.
@@ -165,12 +165,12 @@ impl Catalog {
                     None => (0..service.mirrors.len())
                         .for_each(|m| answer.answers.extend_from_slice(service.records(m, family))),
                 }
-                answer.scope = Some(decision.scope);
                 answer.steered_by = Some(SteeredBy {
                     zone: zone_index,
                     service: service_index,
                     family,
                     mirror: decision.mirror,
+                    scope: decision.scope,
                 });
             }
             None => nodata(zone, answer),
