@@ -7,7 +7,7 @@
 mod steering;
 pub mod token;
 
-pub use steering::{parse_batch, probe_list_json};
+pub use steering::{parse_batch, parse_load, probe_list_json};
 
 use std::sync::Arc;
 

@@ -269,28 +269,28 @@ async fn set_drained(
 }
 
 #[derive(Deserialize)]
-struct LoadReport {
-    mirror: String,
-    load: f64,
+pub struct LoadReport {
+    pub mirror: String,
+    pub load: f64,
+}
+
+/// Parses a load report body (`POST /v1/load`, or the shared stream),
+/// refusing a figure outside [0, 1000].
+pub fn parse_load(body: &[u8]) -> Result<LoadReport, String> {
+    let report: LoadReport = serde_json::from_slice(body)
+        .map_err(|e| format!("expected {{\"mirror\": NAME, \"load\": NUMBER}}: {e}"))?;
+    if !report.load.is_finite() || !(0.0..=1000.0).contains(&report.load) {
+        return Err(format!("load {} is not in [0, 1000]", report.load));
+    }
+    Ok(report)
 }
 
 /// An agent's load figure for its mirror: 1.0 is at capacity.
 pub async fn post_load(State(state): State<ApiState>, body: Bytes) -> Response {
-    let report: LoadReport = match serde_json::from_slice(&body) {
+    let report = match parse_load(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{\"mirror\": NAME, \"load\": NUMBER}}: {e}"),
-            );
-        }
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
-    if !report.load.is_finite() || !(0.0..=1000.0).contains(&report.load) {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            &format!("load {} is not in [0, 1000]", report.load),
-        );
-    }
     let engine = state.app.engine();
     if !engine.has_mirror(&report.mirror) {
         return error_response(

@@ -257,16 +257,11 @@ impl Follower {
     }
 
     fn apply_load(&self, payload: &[u8], now: Seconds) {
-        #[derive(Deserialize)]
-        struct Load {
-            mirror: String,
-            load: f64,
-        }
-        match serde_json::from_slice::<Load>(payload) {
-            Ok(l) if l.load.is_finite() && (0.0..=1000.0).contains(&l.load) => {
+        match crate::api::parse_load(payload) {
+            Ok(l) => {
                 let _ = self.engine.report_load(&l.mirror, l.load, now);
             }
-            _ => warn!("unusable load report in the stream, skipped"),
+            Err(e) => warn!(error = %e, "unusable load report in the stream, skipped"),
         }
     }
 }

@@ -168,8 +168,7 @@ impl StateDir {
         }
         let covered = seq;
         for record in read.records.into_iter().filter(|r| r.seq > covered) {
-            apply(&engine, &record.event, record.now);
-            if let Event::StreamMeasurements { stream_seq, .. } = record.event {
+            if let Some(stream_seq) = apply(&engine, &record.event, record.now) {
                 recovery.stream_seq = stream_seq;
             }
             seq = record.seq;
@@ -189,15 +188,20 @@ impl StateDir {
     }
 }
 
-/// Applies one journaled change to the engine.
-fn apply(engine: &Engine, event: &Event, now: Seconds) {
+/// Applies one journaled change to the engine; returns the shared-stream
+/// position it brings the state to, if it came from the stream.
+fn apply(engine: &Engine, event: &Event, now: Seconds) -> Option<u64> {
     match event {
         Event::Measurements(items) => engine.apply_accepted(items, now),
         Event::Drain { mirror, drained } => {
             engine.set_drained(mirror, *drained);
         }
-        Event::StreamMeasurements { items, .. } => engine.apply_accepted(items, now),
+        Event::StreamMeasurements { stream_seq, items } => {
+            engine.apply_accepted(items, now);
+            return Some(*stream_seq);
+        }
     }
+    None
 }
 
 enum Job {
@@ -349,8 +353,7 @@ impl Writer {
         self.seq += records.len() as u64;
         self.dirty = true;
         for (event, now, done) in batches {
-            apply(&self.engine, &event, now);
-            if let Event::StreamMeasurements { stream_seq, .. } = event {
+            if let Some(stream_seq) = apply(&self.engine, &event, now) {
                 self.stream_seq = stream_seq;
             }
             let _ = done.send(Ok(()));
