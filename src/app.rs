@@ -152,7 +152,11 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
     // The lock first: a second server on the same directory must stop
     // before it touches anything.
     let state_dir = StateDir::open(&config.state_dir)?;
-    let instance_id = state_dir.instance_id()?;
+    // Only sharing needs a lasting name; a single server writes none.
+    let sharing = match &config.nats {
+        Some(options) => Some((options, state_dir.instance_id()?)),
+        None => None,
+    };
     let app = Arc::new(App::load(
         config.zones.clone(),
         config.max_blocks,
@@ -180,9 +184,9 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|e| format!("cannot listen on {} for the API: {e}", config.api))?;
     info!("api listening on {}", api_listener.local_addr()?);
-    let writes = match &config.nats {
+    let writes = match sharing {
         None => api::Writes::Local(journal.clone()),
-        Some(options) => {
+        Some((options, instance_id)) => {
             info!(url = %options.url, stream = %options.stream, instance = %instance_id, position = recovery.stream_seq, "sharing measurements through NATS JetStream");
             api::Writes::Shared(Box::new(
                 nats::start(
