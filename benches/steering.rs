@@ -77,6 +77,42 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
+/// Many ECS subnets in few clusters, as `www-ecs-many` of the wire
+/// benchmark: 256 /16 clusters holding 80 known /24 sub-blocks each, asked
+/// in an order that defeats the cache, so finding the sub-block costs what
+/// it costs a server whose cache the network stack keeps cold.
+fn decide_many_sub_blocks(c: &mut Criterion) {
+    let (_engine, handle) = engine(16);
+    let mut clients: Vec<IpNet> = (0..256u32)
+        .flat_map(|cluster| {
+            (0..80u32).map(move |b| {
+                let addr = Ipv4Addr::from(0x0a00_0000 | cluster << 16 | (b * 3) << 8 | 1);
+                IpNet::new(addr.into(), 24).unwrap().trunc()
+            })
+        })
+        .collect();
+    for client in &clients {
+        handle.decide(*client, Family::V4);
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..clients.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        clients.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let mut group = c.benchmark_group("decide");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("ecs_20k_sub_blocks_in_256_clusters", |b| {
+        b.iter(|| {
+            i = (i + 1) % clients.len();
+            black_box(handle.decide(clients[i], Family::V4))
+        })
+    });
+    group.finish();
+}
+
 fn ingest(c: &mut Criterion) {
     let (engine, _) = engine(16);
     let warm = batches(0..100_000);
@@ -134,5 +170,11 @@ fn longest_match(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide, ingest, longest_match);
+criterion_group!(
+    benches,
+    decide,
+    decide_many_sub_blocks,
+    ingest,
+    longest_match
+);
 criterion_main!(benches);

@@ -147,7 +147,9 @@ fn service_image(table: &ServiceTable) -> ServiceImage {
                 blocks: c
                     .blocks
                     .iter()
-                    .map(|(p, b)| (*p, b.target, b.queries.load(Ordering::Relaxed)))
+                    .map(|(p, b, activity)| {
+                        (*p, b.target, activity.queries.load(Ordering::Relaxed))
+                    })
                     .collect(),
             })
             .collect(),

@@ -561,7 +561,7 @@ impl Engine {
             let config = table.config.read();
             let clusters = table.clusters.read();
             for (_, cluster) in clusters.iter() {
-                for (block, info) in cluster.blocks.iter() {
+                for (block, info, _) in cluster.blocks.iter() {
                     let last = store.get(block).and_then(|m| m.get(id));
                     if last.is_some_and(|m| m.is_fresh(now, config.max_age)) {
                         continue;

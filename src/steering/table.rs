@@ -114,16 +114,37 @@ impl OperatorPrefixes {
 pub struct Block {
     /// What to probe: the first resolver address or ECS subnet seen in it.
     pub target: Option<IpNet>,
-    pub queries: AtomicU32,
-    /// The load tick of its last query: how recently it was queried.
-    pub last_tick: AtomicU32,
     /// A mirror measured it: kept longer than sub-blocks only queried.
     pub measured: bool,
 }
 
+/// How much and how recently a sub-block is queried: what every answer writes.
+#[derive(Debug, Default)]
+pub struct Activity {
+    pub queries: AtomicU32,
+    /// The load tick of its last query.
+    pub last_tick: AtomicU32,
+}
+
+impl Activity {
+    fn with_queries(queries: u32) -> Activity {
+        Activity {
+            queries: AtomicU32::new(queries),
+            ..Activity::default()
+        }
+    }
+
+    fn record_query(&self, tick: u32) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.last_tick.store(tick, Ordering::Relaxed);
+    }
+}
+
+/// A sub-block as it moves between clusters.
+type Entry = (IpNet, Block, Activity);
+
 /// `IpNet`'s own order (family, address, length) as plain integers: the
-/// derived comparison is a call per step of every binary search on the
-/// answering path (7 % of an ECS-heavy load), this one inlines.
+/// derived comparison is a call per comparison, this one inlines.
 fn order_key(prefix: &IpNet) -> (bool, u128, u8) {
     match prefix {
         IpNet::V4(n) => (false, u128::from(u32::from(n.addr())), n.prefix_len()),
@@ -131,21 +152,84 @@ fn order_key(prefix: &IpNet) -> (bool, u128, u8) {
     }
 }
 
-/// A cluster's sub-blocks in prefix order, in an exactly sized slice: most
+/// Address bits of an IPv6 prefix that its search key keeps: enough for
+/// the sub-blocks operators use (/48 by default, /56 for ISPs' customers).
+const V6_KEY_BITS: u8 = 56;
+
+/// A prefix squeezed into 64 bits that sorts as the prefix does: IPv4 whole
+/// (address, length); IPv6 above all IPv4, its first 56 bits and its length,
+/// every length past 56 counted as 57. Two prefixes share a key only when
+/// both are IPv6 longer than /56 ([`key_is_exact`]). A search then reads 8
+/// bytes a step instead of 18 and, for most prefixes, never the prefixes
+/// themselves: its cache misses were the largest cost of an ECS answer
+/// that is ours.
+fn search_key(prefix: &IpNet) -> u64 {
+    match prefix {
+        IpNet::V4(n) => u64::from(u32::from(n.addr())) << 8 | u64::from(n.prefix_len()),
+        IpNet::V6(n) => {
+            let kept = (u128::from(n.addr()) >> (128 - V6_KEY_BITS)) as u64;
+            let length = n.prefix_len().min(V6_KEY_BITS + 1);
+            1 << 63 | kept << 6 | u64::from(length)
+        }
+    }
+}
+
+/// How many of `sorted` have a key below `key`, reading them all: no
+/// branch to mispredict, and no load waits for another.
+fn count_below<T>(sorted: &[T], key_of: impl Fn(&T) -> u64, key: u64) -> usize {
+    sorted.iter().filter(|item| key_of(item) < key).count()
+}
+
+/// Whether no other prefix has this prefix's [`search_key`].
+fn key_is_exact(prefix: &IpNet) -> bool {
+    match prefix {
+        IpNet::V4(_) => true,
+        IpNet::V6(n) => n.prefix_len() <= V6_KEY_BITS,
+    }
+}
+
+/// A cluster's sub-blocks in prefix order, in exactly sized slices: most
 /// clusters hold a handful of sub-blocks and a million clusters must fit in
 /// memory (a B-tree allocates eleven entries for even one, a vector four).
-/// Inserting copies the slice, as inserting into a sorted vector moves it.
-/// A cluster of more than [`INDEXED_FROM`] sub-blocks (an IPv6 /32 full of
-/// /56s, an operator's /12) also gets a hash index: a binary search over
-/// thousands of entries misses the cache at every step, on every query.
+/// Inserting copies the slices, as inserting into a sorted vector moves it.
+///
+/// The answering path reads only `slots` (and `fences`): the search for
+/// the client's sub-block ends on the cache line that holds the counters
+/// the answer then writes. Under an ECS-heavy load the cache misses of
+/// that search were the largest cost of an answer that is ours; see
+/// `benches/steering.rs`, `decide/ecs_20k_sub_blocks_in_256_clusters`.
 #[derive(Debug, Default)]
 pub struct Blocks {
-    /// Apart from the blocks, so that a binary search reads 18 bytes a step
-    /// and the top steps stay in the cache.
-    prefixes: Box<[IpNet]>,
-    blocks: Box<[Block]>,
+    slots: Box<[Slot]>,
+    /// What else is known of each sub-block, in the same order.
+    entries: Box<[(IpNet, Block)]>,
+    /// Above [`FENCED_FROM`] sub-blocks, the key of every [`FENCE_EVERY`]th
+    /// slot: small enough to stay in the cache, they lead a search to the
+    /// one or two cache lines of slots that can hold its key.
+    fences: Box<[u64]>,
+    /// Above [`INDEXED_FROM`] sub-blocks (an IPv6 /32 full of /48s, an
+    /// operator's /12), a hash index: halving thousands of fences would
+    /// miss the cache at every step, on every query.
     index: Option<Box<BlockIndex>>,
 }
+
+/// A sub-block's [`search_key`] and its activity, side by side (16 bytes).
+#[derive(Debug)]
+struct Slot {
+    key: u64,
+    activity: Activity,
+}
+
+/// Sub-blocks up to which a search reads every slot: their cache lines
+/// load side by side, where the steps of a binary search wait for each
+/// other.
+const FENCED_FROM: usize = 32;
+
+/// Slots per fence: a cache line of them.
+const FENCE_EVERY: usize = 4;
+
+/// Fences a search reads all of, rather than halving them: four cache lines.
+const SCANNED_FENCES: usize = 32;
 
 /// Sub-blocks above which a cluster keeps a hash index: above the 256 /24s
 /// of a /16, so the common IPv4 clusters pay no memory for one.
@@ -155,96 +239,169 @@ type BlockIndex = HashMap<IpNet, u32, foldhash::fast::RandomState>;
 
 impl Blocks {
     /// From entries sorted by prefix.
-    fn new(entries: Vec<(IpNet, Block)>) -> Blocks {
-        let (prefixes, blocks): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
+    fn new(entries: Vec<Entry>) -> Blocks {
+        let (slots, entries): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .map(|(prefix, block, activity)| {
+                let key = search_key(&prefix);
+                (Slot { key, activity }, (prefix, block))
+            })
+            .unzip();
         let mut made = Blocks {
-            prefixes: prefixes.into_boxed_slice(),
-            blocks: blocks.into_boxed_slice(),
-            index: None,
+            slots: slots.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
+            ..Blocks::default()
         };
+        made.refence();
         made.reindex();
         made
     }
 
-    fn into_entries(self) -> Vec<(IpNet, Block)> {
-        self.prefixes
+    fn into_entries(self) -> Vec<Entry> {
+        self.entries
             .into_vec()
             .into_iter()
-            .zip(self.blocks.into_vec())
+            .zip(self.slots.into_vec())
+            .map(|((prefix, block), slot)| (prefix, block, slot.activity))
             .collect()
+    }
+
+    /// Rebuilds the fences after the slots changed.
+    fn refence(&mut self) {
+        self.fences = if self.slots.len() > FENCED_FROM {
+            let keys = self.slots.iter().step_by(FENCE_EVERY);
+            keys.map(|s| s.key).collect()
+        } else {
+            Box::default()
+        };
     }
 
     /// Rebuilds the index after the entries changed (every change already
     /// copies them, so this keeps the cost of a change where it was).
     fn reindex(&mut self) {
-        self.index = (self.prefixes.len() > INDEXED_FROM).then(|| {
+        self.index = (self.len() > INDEXED_FROM).then(|| {
             let mut index = BlockIndex::with_capacity_and_hasher(
-                self.prefixes.len(),
+                self.len(),
                 foldhash::fast::RandomState::default(),
             );
-            index.extend(
-                self.prefixes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (*p, i as u32)),
-            );
+            let positions = self.entries.iter().enumerate();
+            index.extend(positions.map(|(i, (p, _))| (*p, i as u32)));
             Box::new(index)
         });
     }
 
+    /// Where `prefix` is, or where it would go.
     fn position(&self, prefix: &IpNet) -> Result<usize, usize> {
         if let Some(i) = self.index.as_ref().and_then(|index| index.get(prefix)) {
             return Ok(*i as usize);
         }
+        let key = search_key(prefix);
+        let first = self.first_key_from(key);
+        if key_is_exact(prefix) {
+            return match self.slots.get(first) {
+                Some(s) if s.key == key => Ok(first),
+                _ => Err(first),
+            };
+        }
         let wanted = order_key(prefix);
-        self.prefixes
-            .binary_search_by(|p| order_key(p).cmp(&wanted))
+        let tied = self.slots[first..].iter().take_while(|s| s.key == key);
+        let mut at = first;
+        for (p, _) in &self.entries[first..first + tied.count()] {
+            match order_key(p).cmp(&wanted) {
+                std::cmp::Ordering::Less => at += 1,
+                std::cmp::Ordering::Equal => return Ok(at),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Err(at)
     }
 
-    pub fn get(&self, prefix: &IpNet) -> Option<&Block> {
-        self.position(prefix).ok().map(|i| &self.blocks[i])
+    /// The first slot whose key is `key` or above.
+    fn first_key_from(&self, key: u64) -> usize {
+        let (start, end) = if self.fences.is_empty() {
+            (0, self.slots.len())
+        } else {
+            match self.fences_below(key) {
+                0 => return 0,
+                below => {
+                    let start = (below - 1) * FENCE_EVERY;
+                    (start, (start + FENCE_EVERY).min(self.slots.len()))
+                }
+            }
+        };
+        start + count_below(&self.slots[start..end], |s| s.key, key)
+    }
+
+    /// How many fences are below `key`: halving down to [`SCANNED_FENCES`],
+    /// then reading them all.
+    fn fences_below(&self, key: u64) -> usize {
+        let (mut low, mut len) = (0, self.fences.len());
+        while len > SCANNED_FENCES {
+            let half = len / 2;
+            if self.fences[low + half] < key {
+                low += half;
+            }
+            len -= half;
+        }
+        low + count_below(&self.fences[low..low + len], |f| *f, key)
+    }
+
+    #[cfg(test)]
+    fn get(&self, prefix: &IpNet) -> Option<&Block> {
+        self.position(prefix).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn activity(&self, prefix: &IpNet) -> Option<&Activity> {
+        self.position(prefix).ok().map(|i| &self.slots[i].activity)
     }
 
     pub fn contains(&self, prefix: &IpNet) -> bool {
         self.position(prefix).is_ok()
     }
 
-    fn get_or_insert(&mut self, prefix: IpNet) -> &mut Block {
+    fn get_or_insert(&mut self, prefix: IpNet) -> (&mut Block, &Activity) {
         let i = match self.position(&prefix) {
             Ok(i) => i,
             Err(i) => {
-                let mut prefixes = std::mem::take(&mut self.prefixes).into_vec();
-                let mut blocks = std::mem::take(&mut self.blocks).into_vec();
-                prefixes.insert(i, prefix);
-                blocks.insert(i, Block::default());
-                self.prefixes = prefixes.into_boxed_slice();
-                self.blocks = blocks.into_boxed_slice();
-                // Shifting the positions after `i` is far cheaper than
-                // hashing every prefix again: a /32 of /56s learns
-                // thousands of sub-blocks one query at a time.
-                match &mut self.index {
-                    Some(index) => {
-                        index
-                            .values_mut()
-                            .filter(|at| **at as usize >= i)
-                            .for_each(|at| *at += 1);
-                        index.insert(prefix, i as u32);
-                    }
-                    None => self.reindex(),
-                }
+                self.insert_at(i, prefix);
                 i
             }
         };
-        &mut self.blocks[i]
+        (&mut self.entries[i].1, &self.slots[i].activity)
+    }
+
+    fn insert_at(&mut self, i: usize, prefix: IpNet) {
+        let mut slots = std::mem::take(&mut self.slots).into_vec();
+        let mut entries = std::mem::take(&mut self.entries).into_vec();
+        let key = search_key(&prefix);
+        let activity = Activity::default();
+        slots.insert(i, Slot { key, activity });
+        entries.insert(i, (prefix, Block::default()));
+        self.slots = slots.into_boxed_slice();
+        self.entries = entries.into_boxed_slice();
+        self.refence();
+        // Shifting the positions after `i` is far cheaper than hashing
+        // every prefix again: a /32 of /48s learns thousands of sub-blocks
+        // one query at a time.
+        match &mut self.index {
+            Some(index) => {
+                index
+                    .values_mut()
+                    .filter(|at| **at as usize >= i)
+                    .for_each(|at| *at += 1);
+                index.insert(prefix, i as u32);
+            }
+            None => self.reindex(),
+        }
     }
 
     /// Drops the sub-blocks `doomed` (sorted) in one pass; returns how many.
     fn remove_sorted(&mut self, doomed: &[IpNet]) -> usize {
         let before = self.len();
-        let kept: Vec<(IpNet, Block)> = std::mem::take(self)
+        let kept: Vec<Entry> = std::mem::take(self)
             .into_entries()
             .into_iter()
-            .filter(|(p, _)| doomed.binary_search(p).is_err())
+            .filter(|(p, _, _)| doomed.binary_search(p).is_err())
             .collect();
         *self = Blocks::new(kept);
         before - self.len()
@@ -255,7 +412,7 @@ impl Blocks {
         let (inside, outside): (Vec<_>, Vec<_>) = std::mem::take(self)
             .into_entries()
             .into_iter()
-            .partition(|(p, _)| part.contains(p));
+            .partition(|(p, _, _)| part.contains(p));
         *self = Blocks::new(outside);
         Blocks::new(inside)
     }
@@ -263,31 +420,36 @@ impl Blocks {
     fn absorb(&mut self, other: Blocks) {
         let mut all = std::mem::take(self).into_entries();
         all.extend(other.into_entries());
-        all.sort_by_key(|(prefix, _)| *prefix);
-        all.dedup_by(|(a, _), (b, _)| a == b);
+        all.sort_by_key(|(prefix, _, _)| *prefix);
+        all.dedup_by(|(a, _, _), (b, _, _)| a == b);
         *self = Blocks::new(all);
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &Block)> {
-        self.prefixes.iter().zip(self.blocks.iter())
+    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &Block, &Activity)> {
+        self.entries
+            .iter()
+            .zip(self.slots.iter())
+            .map(|((prefix, block), slot)| (prefix, block, &slot.activity))
     }
 
     fn iter_mut(&mut self) -> impl Iterator<Item = (&IpNet, &mut Block)> {
-        self.prefixes.iter().zip(self.blocks.iter_mut())
+        self.entries
+            .iter_mut()
+            .map(|(prefix, block)| (&*prefix, block))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &IpNet> {
-        self.prefixes.iter()
+        self.entries.iter().map(|(prefix, _)| prefix)
     }
 
     pub(super) fn len(&self) -> usize {
-        self.prefixes.len()
+        self.entries.len()
     }
 
     pub fn queries(&self) -> u64 {
-        self.blocks
+        self.slots
             .iter()
-            .map(|b| u64::from(b.queries.load(Ordering::Relaxed)))
+            .map(|s| u64::from(s.activity.queries.load(Ordering::Relaxed)))
             .sum()
     }
 }
@@ -331,21 +493,18 @@ impl Cluster {
         may_enclose: bool,
         blocks: Vec<(IpNet, Option<IpNet>, u32)>,
     ) -> Cluster {
-        let mut entries: Vec<(IpNet, Block)> = blocks
+        let mut entries: Vec<Entry> = blocks
             .into_iter()
             .map(|(prefix, target, queries)| {
-                (
-                    prefix,
-                    Block {
-                        target,
-                        queries: AtomicU32::new(queries),
-                        ..Block::default()
-                    },
-                )
+                let block = Block {
+                    target,
+                    ..Block::default()
+                };
+                (prefix, block, Activity::with_queries(queries))
             })
             .collect();
-        entries.sort_by_key(|(prefix, _)| *prefix);
-        entries.dedup_by(|(a, _), (b, _)| a == b);
+        entries.sort_by_key(|(prefix, _, _)| *prefix);
+        entries.dedup_by(|(a, _, _), (b, _, _)| a == b);
         Cluster {
             blocks: Blocks::new(entries),
             ranking,
@@ -438,11 +597,11 @@ impl Clusters {
         let mut all: Vec<(bool, u32, u32, IpNet, IpNet)> = self
             .iter()
             .flat_map(|(prefix, c)| {
-                c.blocks.iter().map(move |(b, info)| {
+                c.blocks.iter().map(move |(b, info, activity)| {
                     (
                         info.measured,
-                        info.last_tick.load(Ordering::Relaxed),
-                        info.queries.load(Ordering::Relaxed),
+                        activity.last_tick.load(Ordering::Relaxed),
+                        activity.queries.load(Ordering::Relaxed),
                         prefix,
                         *b,
                     )
@@ -648,9 +807,8 @@ pub fn answer_known(
     wanted: u64,
 ) -> Option<Decision> {
     let (prefix, cluster) = clusters.longest_match(client.addr())?;
-    let block = cluster.blocks.get(&config.block_of(client))?;
-    block.queries.fetch_add(1, Ordering::Relaxed);
-    block.last_tick.store(clusters.tick, Ordering::Relaxed);
+    let activity = cluster.blocks.activity(&config.block_of(client))?;
+    activity.record_query(clusters.tick);
     let scope = clusters.scope(
         prefix,
         cluster,
@@ -682,10 +840,9 @@ pub fn answer_new(
     let scope = clusters.scope(prefix, clusters.get(&prefix)?, client.addr(), block_len);
     let tick = clusters.tick;
     let cluster = clusters.get_mut(&prefix)?;
-    let block = cluster.blocks.get_or_insert(block_prefix);
+    let (block, activity) = cluster.blocks.get_or_insert(block_prefix);
     block.target.get_or_insert(*client);
-    block.queries.fetch_add(1, Ordering::Relaxed);
-    block.last_tick.store(tick, Ordering::Relaxed);
+    activity.record_query(tick);
     let decision = answer(cluster, scope, config, wanted);
     if let Some(cluster) = clusters.get(&prefix) {
         clusters.count_answer(&decision, config, cluster);
@@ -791,7 +948,7 @@ pub fn register_measured(
         }
         let prefix = clusters.find_or_create(block.addr(), config);
         if let Some(cluster) = clusters.get_mut(&prefix) {
-            cluster.blocks.get_or_insert(*block).measured = true;
+            cluster.blocks.get_or_insert(*block).0.measured = true;
         }
         touched.insert(prefix);
     }
@@ -941,6 +1098,7 @@ fn merge_into_enclosing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn slash56(i: u16) -> IpNet {
         let addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, i >> 8, (i & 0xff) << 8, 0, 0, 0, 0);
@@ -949,11 +1107,13 @@ mod tests {
 
     #[test]
     fn a_large_cluster_finds_inserts_splits_and_drops_sub_blocks_through_its_index() {
-        let even = (0..1000).step_by(2).map(|i| (slash56(i), Block::default()));
+        let even = (0..1000)
+            .step_by(2)
+            .map(|i| (slash56(i), Block::default(), Activity::default()));
         let mut blocks = Blocks::new(even.collect());
         assert!(blocks.index.is_some());
         assert!(blocks.contains(&slash56(998)) && !blocks.contains(&slash56(999)));
-        blocks.get_or_insert(slash56(999)).measured = true;
+        blocks.get_or_insert(slash56(999)).0.measured = true;
         assert!(blocks.get(&slash56(999)).is_some_and(|b| b.measured));
         assert!(blocks.keys().is_sorted());
 
@@ -965,6 +1125,44 @@ mod tests {
         assert_eq!(blocks.remove_sorted(&[slash56(0), slash56(2)]), 2);
         assert!(blocks.index.is_some());
         assert!(blocks.contains(&slash56(4)) && !blocks.contains(&slash56(2)));
+    }
+
+    /// Prefixes of both families and of any length, packed into a few
+    /// neighbourhoods so that shared search keys (IPv6 past /56) happen.
+    fn any_prefix() -> impl Strategy<Value = IpNet> {
+        let v4 = (0u32..4, any::<u32>(), 0u8..=32).prop_map(|(hi, lo, len)| {
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 | hi << 16 | (lo & 0xffff));
+            IpNet::new(addr.into(), len).unwrap().trunc()
+        });
+        let v6 = (0u128..4, any::<u128>(), prop_oneof![0u8..=128, 54u8..=66]).prop_map(
+            |(hi, lo, len)| {
+                let base = 0x2001_0db8u128 << 96 | hi << 72;
+                let addr = std::net::Ipv6Addr::from(base | (lo & ((1 << 80) - 1)));
+                IpNet::new(addr.into(), len).unwrap().trunc()
+            },
+        );
+        prop_oneof![v4, v6]
+    }
+
+    proptest! {
+        /// The search over keys and fences finds what a binary search of
+        /// the sorted prefixes finds, present or absent, indexed or not.
+        #[test]
+        fn finding_a_sub_block_agrees_with_a_sorted_search(
+            mut held in proptest::collection::vec(any_prefix(), 0..400),
+            asked in proptest::collection::vec(any_prefix(), 0..50),
+        ) {
+            held.sort();
+            held.dedup();
+            let entries = held
+                .iter()
+                .map(|p| (*p, Block::default(), Activity::default()))
+                .collect();
+            let blocks = Blocks::new(entries);
+            for prefix in held.iter().chain(&asked) {
+                prop_assert_eq!(blocks.position(prefix), held.binary_search(prefix), "{}", prefix);
+            }
+        }
     }
 
     #[test]
