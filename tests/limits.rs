@@ -122,14 +122,29 @@ mod rrl {
     use hickory_proto::op::Message;
     use hickory_proto::rr::RecordType;
 
-    /// Sends `count` queries from `source` in bursts of 50; returns the
-    /// replies: (full answers, truncated ones).
+    /// Sends `count` queries for ns1 from `source` in bursts of 50; returns
+    /// the replies: (full answers, truncated ones).
     fn burst(server: &Server, source: &str, count: usize, pause: Duration) -> (usize, usize) {
+        let query = query("ns1.example.test.", RecordType::A);
+        burst_of(server, &query, source, count, pause)
+    }
+
+    /// [`burst`] with `query`; a truncated reply must be the slip: the
+    /// question, TC, the OPT record if the query had one, and nothing else.
+    fn burst_of(
+        server: &Server,
+        query: &Message,
+        source: &str,
+        count: usize,
+        pause: Duration,
+    ) -> (usize, usize) {
         let socket = UdpSocket::bind((source, 0)).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let query = query("ns1.example.test.", RecordType::A).to_vec().unwrap();
+        let asked = query.queries.clone();
+        let with_edns = query.edns.is_some();
+        let query = query.to_vec().unwrap();
         let (mut full, mut truncated) = (0, 0);
         let mut buffer = [0u8; 1500];
         for _ in 0..count / 50 {
@@ -140,7 +155,9 @@ mod rrl {
             while let Ok((len, _)) = socket.recv_from(&mut buffer) {
                 let reply = Message::from_vec(&buffer[..len]).unwrap();
                 if reply.metadata.truncation {
-                    assert!(reply.answers.is_empty());
+                    assert!(reply.answers.is_empty() && reply.authorities.is_empty());
+                    assert_eq!(reply.queries, asked);
+                    assert_eq!(reply.edns.is_some(), with_edns);
                     truncated += 1;
                 } else {
                     full += 1;
@@ -173,6 +190,10 @@ mod rrl {
             burst(&s, "127.41.0.1", 100, Duration::from_millis(2)),
             (100, 0)
         );
+        // A client with EDNS and ECS is slipped the same way.
+        let ecs = ecs_query("www.example.test.", RecordType::A, "10.1.0.0/24");
+        let (_, truncated) = burst_of(&s, &ecs, "127.42.0.1", 2000, Duration::from_micros(100));
+        assert!(truncated > 100, "{truncated} slipped");
         // An exempt source is never limited.
         assert_eq!(
             burst(&s, "127.90.0.1", 2000, Duration::from_micros(100)),

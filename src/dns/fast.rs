@@ -343,8 +343,8 @@ fn with_cache<T>(generation: u64, f: impl FnOnce(&mut Cache) -> T) -> T {
 
 /// What this thread's templates gave for a query.
 pub enum Found<D> {
-    /// The response, patched for the query.
-    Response(Vec<u8>),
+    /// The response, patched for the query, is in the caller's buffer.
+    Written,
     /// The name is known but no template fits this answer (another mirror,
     /// or too large for the limit); `decide` said this.
     Missing(Option<D>),
@@ -355,12 +355,13 @@ pub enum Found<D> {
 /// One look at this thread's templates: `decide` gets the route of the
 /// query's name and says which mirror answers and with what ECS scope (and
 /// anything the caller wants back on a miss); the response is the template
-/// for that answer, patched, if it fits in `limit` bytes.
+/// for that answer, patched into `out`, if it fits in `limit` bytes.
 pub fn answer<D>(
     generation: u64,
     query: &Query,
     limit: usize,
     decide: impl FnOnce(Route) -> (Option<usize>, u8, Option<D>),
+    out: &mut Vec<u8>,
 ) -> Found<D> {
     let shape = query.shape();
     with_cache(generation, |cache| {
@@ -373,16 +374,20 @@ pub fn answer<D>(
             .iter()
             .find(|t| t.mirror == mirror && t.shape == shape && t.bytes.len() <= limit);
         match template {
-            Some(t) => Found::Response(patch(&t.bytes, query, scope)),
+            Some(t) => {
+                patch(&t.bytes, query, scope, out);
+                Found::Written
+            }
             None => Found::Missing(decided),
         }
     })
 }
 
 /// The template with this query's ID, RD and CD flags, question, and ECS
-/// address and scope.
-fn patch(template: &[u8], query: &Query, scope: u8) -> Vec<u8> {
-    let mut bytes = template.to_vec();
+/// address and scope, into `bytes` (whose allocation is reused).
+fn patch(template: &[u8], query: &Query, scope: u8, bytes: &mut Vec<u8>) {
+    bytes.clear();
+    bytes.extend_from_slice(template);
     bytes[..2].copy_from_slice(&query.raw[..2]);
     const RD: u8 = 0x01;
     const CD: u8 = 0x10;
@@ -396,18 +401,18 @@ fn patch(template: &[u8], query: &Query, scope: u8) -> Vec<u8> {
         bytes[addr_at..].copy_from_slice(&ecs.addr[..addr_len]);
         bytes[addr_at - 1] = if ecs.source == 0 { 0 } else { scope };
     }
-    bytes
 }
 
-/// The response as the rate limiter's slip sends it: header and question,
-/// OPT kept, TC set, nothing else.
-pub fn truncated(response: &[u8], query: &Query) -> Vec<u8> {
+/// Cuts `response` to what the rate limiter's slip sends: header and
+/// question, OPT kept, TC set, nothing else.
+pub fn truncate(response: &mut Vec<u8>, query: &Query) {
     let opt_len = opt_len(query.shape());
-    let mut bytes = response[..query.question_end()].to_vec();
-    bytes[2] |= 0x02;
-    bytes[6..12].copy_from_slice(&[0, 0, 0, 0, 0, u8::from(opt_len > 0)]);
-    bytes.extend_from_slice(&response[response.len() - opt_len..]);
-    bytes
+    let question_end = query.question_end();
+    let opt_at = response.len() - opt_len;
+    response.copy_within(opt_at.., question_end);
+    response.truncate(question_end + opt_len);
+    response[2] |= 0x02;
+    response[6..12].copy_from_slice(&[0, 0, 0, 0, 0, u8::from(opt_len > 0)]);
 }
 
 /// The length of our OPT record for a query of `shape` (0: none).

@@ -164,33 +164,51 @@ impl Handler {
     /// The response to `request` from `source`, or `None` when nothing should
     /// be sent (not a query, too short to carry an ID, or rate limited).
     pub fn handle(&self, request: &[u8], source: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        let mut response = Vec::new();
+        self.handle_into(request, source, transport, &mut response)
+            .then_some(response)
+    }
+
+    /// [`Handler::handle`] into a buffer the caller keeps between queries,
+    /// so that answering from a template allocates nothing: `true` when
+    /// `out` holds a response to send.
+    pub fn handle_into(
+        &self,
+        request: &[u8],
+        source: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let catalog = self.catalog.load();
         let query = fast::Query::parse(request);
         let mut decided = None;
         if let Some(q) = &query {
-            match self.answer_from_template(&catalog, q, source, transport) {
-                Templated::Done(response) => return response,
+            match self.answer_from_template(&catalog, q, source, transport, out) {
+                Templated::Done(send) => return send,
                 Templated::Decided(d) => decided = Some(d),
                 Templated::Unknown => {}
             }
         }
-        self.full_path(
+        let full = self.full_path(
             &catalog,
             request,
             query.as_ref(),
             decided,
             source,
             transport,
-        )
+        );
+        full.map(|response| *out = response).is_some()
     }
 
-    /// Answers from a template when this thread has one for the query.
+    /// Answers from a template, into `out`, when this thread has one for
+    /// the query.
     fn answer_from_template(
         &self,
         catalog: &Catalog,
         query: &fast::Query,
         source: IpAddr,
         transport: Transport,
+        out: &mut Vec<u8>,
     ) -> Templated {
         let limit = response_limit(transport, query.edns_payload());
         let decide = |route| match route {
@@ -207,22 +225,25 @@ impl Handler {
                 }
             }
         };
-        let response = match fast::answer(catalog.generation, query, limit, decide) {
-            fast::Found::Response(r) => r,
+        match fast::answer(catalog.generation, query, limit, decide, out) {
+            fast::Found::Written => {}
             fast::Found::Missing(Some(decision)) => return Templated::Decided(decision),
             fast::Found::Missing(None) | fast::Found::Unknown => return Templated::Unknown,
-        };
+        }
         let qtype = RecordType::from(query.qtype());
-        let rcode = ResponseCode::from(0, response[3] & 0x0f);
+        let rcode = ResponseCode::from(0, out[3] & 0x0f);
         self.stats.record(Some(qtype), rcode);
         let verdict = match transport {
             Transport::Udp => self.rrl.check(source, query.lower_name(), qtype, rcode),
             Transport::Tcp => Verdict::Send,
         };
         Templated::Done(match verdict {
-            Verdict::Send => Some(response),
-            Verdict::Drop => None,
-            Verdict::Truncate => Some(fast::truncated(&response, query)),
+            Verdict::Send => true,
+            Verdict::Drop => false,
+            Verdict::Truncate => {
+                fast::truncate(out, query);
+                true
+            }
         })
     }
 
@@ -366,8 +387,9 @@ fn template_worthy(answer: &Answer) -> Option<fast::Answered> {
 
 /// What the template path did with a query.
 enum Templated {
-    /// Answered (or rate limited: `None`).
-    Done(Option<Vec<u8>>),
+    /// Answered: `true` to send the response in the buffer, `false` when
+    /// rate limiting drops it.
+    Done(bool),
     /// No template for the mirror steering picked: the full path must use
     /// this decision rather than make another.
     Decided(Decision),

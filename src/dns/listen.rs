@@ -112,18 +112,18 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSoc
 /// answer itself; and DNS never waits behind API or TCP work. Requests are
 /// read and answers sent in batches (recvmmsg/sendmmsg): under load one
 /// system call carries up to [`UDP_BATCH`] of them, and a lone query is not
-/// kept waiting for company (MSG_WAITFORONE).
+/// kept waiting for company (MSG_WAITFORONE). Request and response buffers
+/// live as long as the thread: a templated answer allocates nothing.
 fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
     let fd = socket.as_raw_fd();
-    let mut buffers = vec![[0u8; UDP_BUFFER]; UDP_BATCH];
+    let mut requests = Box::new([[0u8; UDP_BUFFER]; UDP_BATCH]);
+    let mut responses: [Vec<u8>; UDP_BATCH] = std::array::from_fn(|_| Vec::new());
     let mut receiving = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
     let mut sending = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
     loop {
-        let received: Vec<(usize, Option<SocketAddr>)> = {
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
-                .collect();
+        let mut received = [(0, None); UDP_BATCH];
+        let count = {
+            let mut slices = requests.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
             match recvmmsg(
                 fd,
                 &mut receiving,
@@ -131,9 +131,11 @@ fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
                 MsgFlags::MSG_WAITFORONE,
                 None,
             ) {
-                Ok(results) => results
-                    .map(|r| (r.bytes, r.address.and_then(socket_addr)))
-                    .collect(),
+                Ok(results) => received
+                    .iter_mut()
+                    .zip(results)
+                    .map(|(slot, r)| *slot = (r.bytes, r.address.and_then(socket_addr)))
+                    .count(),
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on some systems; keep serving.
                     debug!(error = %e, "udp receive failed");
@@ -141,22 +143,29 @@ fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
                 }
             }
         };
-        let answers: Vec<(Vec<u8>, SockaddrStorage)> = received
-            .iter()
-            .zip(&buffers)
-            .filter_map(|((len, peer), buffer)| {
-                let peer = (*peer)?;
-                let response = handler.handle(&buffer[..*len], peer.ip(), Transport::Udp)?;
-                Some((response, SockaddrStorage::from(peer)))
-            })
-            .collect();
-        if answers.is_empty() {
+        let mut peers = [None; UDP_BATCH];
+        let mut answered = 0;
+        for (i, (len, peer)) in received[..count].iter().enumerate() {
+            let Some(peer) = peer else { continue };
+            let request = &requests[i][..*len];
+            if handler.handle_into(request, peer.ip(), Transport::Udp, &mut responses[i]) {
+                responses.swap(i, answered);
+                peers[answered] = Some(SockaddrStorage::from(*peer));
+                answered += 1;
+            }
+        }
+        if answered == 0 {
             continue;
         }
-        let slices: Vec<[IoSlice<'_>; 1]> =
-            answers.iter().map(|(r, _)| [IoSlice::new(r)]).collect();
-        let peers: Vec<Option<SockaddrStorage>> = answers.iter().map(|(_, p)| Some(*p)).collect();
-        if let Err(e) = sendmmsg(fd, &mut sending, &slices, peers, [], MsgFlags::empty()) {
+        let slices = responses.each_ref().map(|r| [IoSlice::new(r)]);
+        if let Err(e) = sendmmsg(
+            fd,
+            &mut sending,
+            &slices[..answered],
+            &peers[..answered],
+            [],
+            MsgFlags::empty(),
+        ) {
             debug!(error = %e, "udp send failed");
         }
     }
