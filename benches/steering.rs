@@ -21,7 +21,10 @@ const NOW: u64 = 1_800_000_000;
 
 fn engine(initial_v4: u8) -> (Engine, ServiceHandle) {
     let mirrors: String = (0..MIRRORS)
-        .map(|i| format!("      - {{name: m{i}, ipv4: [198.51.100.{}]}}\n", i + 1))
+        .map(|i| {
+            let n = i + 1;
+            format!("      - {{name: m{i}, ipv4: [198.51.100.{n}], ipv6: ['2001:db8:ff::{n}']}}\n")
+        })
         .collect();
     let text = format!(
         "origin: b.test.\nsoa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}\nrecords:\n  '': {{type: NS, value: ns1}}\n  ns1: {{type: A, value: 127.0.0.1}}\nservices:\n  www:\n    clusters: {{initial_v4: {initial_v4}}}\n    mirrors:\n{mirrors}"
@@ -78,21 +81,25 @@ fn decide(c: &mut Criterion) {
 }
 
 /// Many ECS subnets in few clusters, as `www-ecs-many` of the wire
-/// benchmark: 256 /16 clusters holding 80 known /24 sub-blocks each, asked
-/// in an order that defeats the cache, so finding the sub-block costs what
-/// it costs a server whose cache the network stack keeps cold.
+/// benchmark: 256 /16 clusters holding 80 known /24 sub-blocks each and
+/// one IPv6 /32 holding 7,000 /48s, asked in an order that defeats the
+/// cache, so finding the sub-block costs what it costs a server whose
+/// cache the network stack keeps cold.
 fn decide_many_sub_blocks(c: &mut Criterion) {
     let (_engine, handle) = engine(16);
-    let mut clients: Vec<IpNet> = (0..256u32)
-        .flat_map(|cluster| {
-            (0..80u32).map(move |b| {
-                let addr = Ipv4Addr::from(0x0a00_0000 | cluster << 16 | (b * 3) << 8 | 1);
-                IpNet::new(addr.into(), 24).unwrap().trunc()
-            })
+    let v4 = (0..256u32).flat_map(|cluster| {
+        (0..80u32).map(move |b| {
+            let addr = Ipv4Addr::from(0x0a00_0000 | cluster << 16 | (b * 3) << 8 | 1);
+            IpNet::new(addr.into(), 24).unwrap().trunc()
         })
-        .collect();
+    });
+    let v6 = (0..7000u128).map(|b| {
+        let addr = std::net::Ipv6Addr::from(0x2001_0db8u128 << 96 | (b * 9) << 80);
+        IpNet::new(addr.into(), 48).unwrap()
+    });
+    let mut clients: Vec<IpNet> = v4.chain(v6).collect();
     for client in &clients {
-        handle.decide(*client, Family::V4);
+        handle.decide(*client, Family::of(client.addr()));
     }
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for i in (1..clients.len()).rev() {
@@ -104,10 +111,10 @@ fn decide_many_sub_blocks(c: &mut Criterion) {
     let mut group = c.benchmark_group("decide");
     group.throughput(Throughput::Elements(1));
     let mut i = 0;
-    group.bench_function("ecs_20k_sub_blocks_in_256_clusters", |b| {
+    group.bench_function("ecs_27k_sub_blocks_in_257_clusters", |b| {
         b.iter(|| {
             i = (i + 1) % clients.len();
-            black_box(handle.decide(clients[i], Family::V4))
+            black_box(handle.decide(clients[i], Family::of(clients[i].addr())))
         })
     });
     group.finish();

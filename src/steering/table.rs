@@ -197,7 +197,7 @@ fn key_is_exact(prefix: &IpNet) -> bool {
 /// the client's sub-block ends on the cache line that holds the counters
 /// the answer then writes. Under an ECS-heavy load the cache misses of
 /// that search were the largest cost of an answer that is ours; see
-/// `benches/steering.rs`, `decide/ecs_20k_sub_blocks_in_256_clusters`.
+/// `benches/steering.rs`, `decide/ecs_27k_sub_blocks_in_257_clusters`.
 #[derive(Debug, Default)]
 pub struct Blocks {
     slots: Box<[Slot]>,
@@ -208,7 +208,8 @@ pub struct Blocks {
     /// one or two cache lines of slots that can hold its key.
     fences: Box<[u64]>,
     /// Above [`INDEXED_FROM`] sub-blocks (an IPv6 /32 full of /48s, an
-    /// operator's /12), a hash index: halving thousands of fences would
+    /// operator's /12), a hash index of the exact keys ([`key_is_exact`]):
+    /// halving thousands of fences would
     /// miss the cache at every step, on every query.
     index: Option<Box<BlockIndex>>,
 }
@@ -235,7 +236,7 @@ const SCANNED_FENCES: usize = 32;
 /// of a /16, so the common IPv4 clusters pay no memory for one.
 const INDEXED_FROM: usize = 256;
 
-type BlockIndex = HashMap<IpNet, u32, foldhash::fast::RandomState>;
+type BlockIndex = HashMap<u64, u32, foldhash::fast::RandomState>;
 
 impl Blocks {
     /// From entries sorted by prefix.
@@ -285,17 +286,21 @@ impl Blocks {
                 foldhash::fast::RandomState::default(),
             );
             let positions = self.entries.iter().enumerate();
-            index.extend(positions.map(|(i, (p, _))| (*p, i as u32)));
+            let exact = positions.filter(|(_, (p, _))| key_is_exact(p));
+            index.extend(exact.map(|(i, (p, _))| (search_key(p), i as u32)));
             Box::new(index)
         });
     }
 
     /// Where `prefix` is, or where it would go.
     fn position(&self, prefix: &IpNet) -> Result<usize, usize> {
-        if let Some(i) = self.index.as_ref().and_then(|index| index.get(prefix)) {
+        let key = search_key(prefix);
+        if let Some(index) = &self.index
+            && key_is_exact(prefix)
+            && let Some(i) = index.get(&key)
+        {
             return Ok(*i as usize);
         }
-        let key = search_key(prefix);
         let first = self.first_key_from(key);
         if key_is_exact(prefix) {
             return match self.slots.get(first) {
@@ -389,7 +394,9 @@ impl Blocks {
                     .values_mut()
                     .filter(|at| **at as usize >= i)
                     .for_each(|at| *at += 1);
-                index.insert(prefix, i as u32);
+                if key_is_exact(&prefix) {
+                    index.insert(key, i as u32);
+                }
             }
             None => self.reindex(),
         }
