@@ -10,10 +10,13 @@ rate=${1:-60000}
 runs=${2:-3}
 bench=../shared/bench
 port=25599
+queries=$(mktemp -d)
+trap 'rm -rf "$queries"' EXIT
+python3 "$bench/gen-queries.py" --out "$queries" >/dev/null
 for mix in static www-ecs-many; do
   case $mix in
-    static) input=(-d "$bench/queries/static.txt") ;;
-    www-ecs-many) input=(-B -d "$bench/queries/www-ecs-many.bin") ;;
+    static) input=(-d "$queries/static.txt") ;;
+    www-ecs-many) input=(-B -d "$queries/www-ecs-many.bin") ;;
   esac
   for threads in 1 2; do
     for run in $(seq "$runs"); do
