@@ -120,8 +120,11 @@ fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
     let mut responses: [Vec<u8>; UDP_BATCH] = std::array::from_fn(|_| Vec::new());
     let mut receiving = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
     let mut sending = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    // Filled from the front by each batch, read only as far as it filled:
+    // clearing them per batch would cost more than the answers' own work.
+    let mut received = [(0, None); UDP_BATCH];
+    let mut peers = [None; UDP_BATCH];
     loop {
-        let mut received = [(0, None); UDP_BATCH];
         let count = {
             let mut slices = requests.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
             match recvmmsg(
@@ -143,7 +146,6 @@ fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
                 }
             }
         };
-        let mut peers = [None; UDP_BATCH];
         let mut answered = 0;
         for (i, (len, peer)) in received[..count].iter().enumerate() {
             let Some(peer) = peer else { continue };
