@@ -469,12 +469,13 @@ fn has_patchable_layout(query: &Query, response: &[u8]) -> bool {
     if !same_question || !counts || truncated || response.len() < query.question_end() + opt_len {
         return false;
     }
-    let Some(ecs) = query.ecs else {
-        return opt_len == 0 || response[response.len() - opt_len..][..3] == [0, 0, 41];
-    };
     let opt = &response[response.len() - opt_len..];
+    let opt_is_last = opt_len == 0 || opt[..3] == [0, 0, 41];
+    let Some(ecs) = query.ecs else {
+        return opt_is_last;
+    };
     let option = &opt[OPT_FIXED_LEN..];
-    opt[..3] == [0, 0, 41]
+    opt_is_last
         && option[..2] == OPTION_ECS.to_be_bytes()
         && option[4..6] == ecs.family.to_be_bytes()
         && option[6] == ecs.source

@@ -209,8 +209,8 @@ pub struct Blocks {
     fences: Box<[u64]>,
     /// Above [`INDEXED_FROM`] sub-blocks (an IPv6 /32 full of /48s, an
     /// operator's /12), a hash index of the exact keys ([`key_is_exact`]):
-    /// halving thousands of fences would
-    /// miss the cache at every step, on every query.
+    /// halving thousands of fences would miss the cache at every step, on
+    /// every query.
     index: Option<Box<BlockIndex>>,
 }
 
@@ -295,14 +295,15 @@ impl Blocks {
     /// Where `prefix` is, or where it would go.
     fn position(&self, prefix: &IpNet) -> Result<usize, usize> {
         let key = search_key(prefix);
+        let exact = key_is_exact(prefix);
         if let Some(index) = &self.index
-            && key_is_exact(prefix)
+            && exact
             && let Some(i) = index.get(&key)
         {
             return Ok(*i as usize);
         }
         let first = self.first_key_from(key);
-        if key_is_exact(prefix) {
+        if exact {
             return match self.slots.get(first) {
                 Some(s) if s.key == key => Ok(first),
                 _ => Err(first),
