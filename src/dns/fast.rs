@@ -109,29 +109,18 @@ impl<'a> Query<'a> {
         if !is_query || !opcode_query {
             return None;
         }
+        let name_len = name_len(&raw[HEADER_LEN..])?;
+        let name_end = HEADER_LEN + name_len;
         let mut key = [0u8; MAX_NAME_LEN + 2];
-        let mut at = HEADER_LEN;
-        loop {
-            let label = usize::from(*raw.get(at)?);
-            if label > 63 || at - HEADER_LEN + 1 + label > MAX_NAME_LEN {
-                return None;
-            }
-            key[at - HEADER_LEN] = label as u8;
-            for i in 1..=label {
-                key[at - HEADER_LEN + i] = raw.get(at + i)?.to_ascii_lowercase();
-            }
-            at += 1 + label;
-            if label == 0 {
-                break;
-            }
-        }
-        let name_end = at;
-        let qtype = read_u16(raw, at)?;
-        if read_u16(raw, at + 2)? != CLASS_IN || matches!(qtype, TYPE_OPT | 251 | 252) {
+        let name = &mut key[..name_len];
+        name.copy_from_slice(&raw[HEADER_LEN..name_end]);
+        // Length octets are below 64, so lowercasing leaves them alone.
+        name.make_ascii_lowercase();
+        let qtype = read_u16(raw, name_end)?;
+        if read_u16(raw, name_end + 2)? != CLASS_IN || matches!(qtype, TYPE_OPT | 251 | 252) {
             return None;
         }
-        at += 4;
-        let name_len = name_end - HEADER_LEN;
+        let at = name_end + 4;
         key[name_len..name_len + 2].copy_from_slice(&qtype.to_be_bytes());
         let mut query = Query {
             raw,
@@ -184,6 +173,26 @@ impl<'a> Query<'a> {
 
     fn question_end(&self) -> usize {
         self.name_end + 4
+    }
+}
+
+/// The length of the uncompressed name `wire` starts with, root label
+/// included; `None` past 255 bytes, for a compression pointer, or when the
+/// name runs off the end.
+fn name_len(wire: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let label = usize::from(*wire.get(at)?);
+        if label > 63 {
+            return None;
+        }
+        at += 1 + label;
+        if at > MAX_NAME_LEN {
+            return None;
+        }
+        if label == 0 {
+            return Some(at);
+        }
     }
 }
 
