@@ -8,8 +8,7 @@
 //! errors together.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -21,6 +20,9 @@ use parking_lot::Mutex;
 
 /// Buckets kept at most; beyond it idle ones are forgotten first.
 const MAX_BUCKETS: usize = 1 << 20;
+/// Buckets live in this many maps, each behind its own lock, chosen by the
+/// bucket's key: UDP threads answering different clients rarely meet.
+const SHARDS: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct RrlConfig {
@@ -57,10 +59,55 @@ struct Bucket {
     limited: u32,
 }
 
+/// The exempt networks as address bits and masks, asked on every answer.
+struct Exempt {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Exempt {
+    fn new(nets: &[IpNet]) -> Exempt {
+        let mut exempt = Exempt {
+            v4: Vec::new(),
+            v6: Vec::new(),
+        };
+        for net in nets {
+            match net {
+                IpNet::V4(n) => exempt
+                    .v4
+                    .push((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V6(n) => exempt
+                    .v6
+                    .push((u128::from(n.network()), u128::from(n.netmask()))),
+            }
+        }
+        exempt
+    }
+
+    fn contains(&self, source: IpAddr) -> bool {
+        match source.to_canonical() {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4.iter().any(|(net, mask)| a & mask == *net)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6.iter().any(|(net, mask)| a & mask == *net)
+            }
+        }
+    }
+}
+
+type Buckets = HashMap<u64, Bucket, foldhash::fast::RandomState>;
+
 pub struct Rrl {
     config: RrlConfig,
+    exempt: Exempt,
     started: Instant,
-    buckets: Mutex<HashMap<u64, Bucket>>,
+    /// Seeded per process, so that nobody can aim two clients' traffic at
+    /// one bucket.
+    keys: foldhash::fast::RandomState,
+    shards: Box<[Mutex<Buckets>]>,
     pub dropped: AtomicU64,
     pub slipped: AtomicU64,
 }
@@ -68,21 +115,24 @@ pub struct Rrl {
 impl Rrl {
     pub fn new(config: RrlConfig) -> Rrl {
         Rrl {
+            exempt: Exempt::new(&config.exempt),
             config,
             started: Instant::now(),
-            buckets: Mutex::new(HashMap::new()),
+            keys: foldhash::fast::RandomState::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             dropped: AtomicU64::new(0),
             slipped: AtomicU64::new(0),
         }
     }
 
     /// Whether responses to `source` are rate limited at all.
+    #[inline]
     pub fn limits(&self, source: IpAddr) -> bool {
-        let source = source.to_canonical();
-        self.config.rate != 0 && !self.config.exempt.iter().any(|n| n.contains(&source))
+        self.config.rate != 0 && !self.exempt.contains(source)
     }
 
     /// Whether a response to `source` may go out.
+    #[inline]
     pub fn check(
         &self,
         source: IpAddr,
@@ -93,12 +143,14 @@ impl Rrl {
         if !self.limits(source) {
             return Verdict::Send;
         }
-        let source = source.to_canonical();
-        let key = bucket_key(source, qname, qtype, rcode);
+        self.take_token(self.bucket_key(source, qname, qtype, rcode))
+    }
+
+    fn take_token(&self, key: u64) -> Verdict {
         let now = self.started.elapsed().as_secs_f64();
         let rate = f64::from(self.config.rate);
-        let mut buckets = self.buckets.lock();
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
+        let mut buckets = self.shards[key as usize % SHARDS].lock();
+        if buckets.len() >= MAX_BUCKETS / SHARDS && !buckets.contains_key(&key) {
             // Full buckets have no memory worth keeping.
             buckets.retain(|_, b| b.tokens + (now - b.last) * rate < rate);
         }
@@ -122,31 +174,35 @@ impl Rrl {
             Verdict::Drop
         }
     }
-}
 
-/// The client's /24 or /56 and the response's group, hashed.
-/// `qname` is the name in lowercase wire form.
-fn bucket_key(source: IpAddr, qname: &[u8], qtype: RecordType, rcode: ResponseCode) -> u64 {
-    let prefix = match source {
-        IpAddr::V4(_) => IpNet::new(source, 24),
-        IpAddr::V6(_) => IpNet::new(source, 56),
-    }
-    .map(|n| n.trunc())
-    .unwrap_or_else(|_| IpNet::from(source));
-    let mut h = DefaultHasher::new();
-    prefix.hash(&mut h);
-    match rcode {
-        ResponseCode::NoError => {
-            qname.hash(&mut h);
-            u16::from(qtype).hash(&mut h);
+    /// The client's /24 or /56 and the response's group, hashed.
+    /// `qname` is the name in lowercase wire form.
+    fn bucket_key(
+        &self,
+        source: IpAddr,
+        qname: &[u8],
+        qtype: RecordType,
+        rcode: ResponseCode,
+    ) -> u64 {
+        let mut h = self.keys.build_hasher();
+        h.write_u64(match source.to_canonical() {
+            IpAddr::V4(a) => u64::from(u32::from(a) >> 8),
+            IpAddr::V6(a) => (u128::from(a) >> 72) as u64 | 1 << 63,
+        });
+        match rcode {
+            ResponseCode::NoError => {
+                h.write_u8(0);
+                h.write_u16(u16::from(qtype));
+                h.write(qname);
+            }
+            ResponseCode::NXDomain => {
+                h.write_u8(1);
+                h.write_u16(u16::from(qtype));
+            }
+            _ => h.write_u8(2),
         }
-        ResponseCode::NXDomain => {
-            "nxdomain".hash(&mut h);
-            u16::from(qtype).hash(&mut h);
-        }
-        _ => "error".hash(&mut h),
+        h.finish()
     }
-    h.finish()
 }
 
 #[cfg(test)]
@@ -227,8 +283,34 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_share_a_bucket_per_56() {
+        let r = rrl(3, 0);
+        let www = |src: &str| {
+            r.check(
+                src.parse().unwrap(),
+                &name("www.t."),
+                RecordType::AAAA,
+                ResponseCode::NoError,
+            )
+        };
+        let sent = ["2001:db8:0:1::1", "2001:db8:0:ff::2", "2001:db8:0:7::3"]
+            .iter()
+            .filter(|src| www(src) == Verdict::Send)
+            .count();
+        assert_eq!(sent, 3);
+        assert_eq!(www("2001:db8:0:42::9"), Verdict::Drop);
+        assert_eq!(www("2001:db8:0:100::1"), Verdict::Send);
+    }
+
+    #[test]
     fn exempt_sources_and_rate_zero_are_never_limited() {
         let r = rrl(1, 2);
+        assert!((0..100).all(|_| r.check(
+            "::ffff:127.90.1.1".parse().unwrap(),
+            &name("a.t."),
+            RecordType::A,
+            ResponseCode::NoError
+        ) == Verdict::Send));
         assert!((0..100).all(|_| r.check(
             "127.90.1.1".parse().unwrap(),
             &name("a.t."),
