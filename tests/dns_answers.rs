@@ -80,6 +80,33 @@ fn answers_each_static_record_type_authoritatively() {
 }
 
 #[test]
+fn answers_over_ipv6_as_over_ipv4() {
+    let mut s = Server::start_with(&fixture("zones"), &["--listen", "[::1]:0"], None);
+    let line = s.wait_for_log("dns listening on [::1]", std::time::Duration::from_secs(10));
+    let v6: std::net::SocketAddr = line
+        .split("dns listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("the IPv6 listener's address in the log");
+    let socket = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let asked = query("mail.example.test.", RecordType::A);
+    for _ in 0..3 {
+        // The first answer goes the full way, the later ones from a template.
+        socket.send_to(&asked.to_vec().unwrap(), v6).unwrap();
+        let mut buffer = [0u8; 1232];
+        let (len, from) = socket.recv_from(&mut buffer).expect("an answer over IPv6");
+        assert_eq!(from, v6);
+        let answer = hickory_proto::op::Message::from_vec(&buffer[..len]).unwrap();
+        assert_eq!(answer.id, asked.id);
+        assert_eq!(answers(&answer), ["mail.example.test. 300 A 192.0.2.25"]);
+    }
+}
+
+#[test]
 fn apex_ns_comes_with_glue_and_mx_with_addresses() {
     let s = server();
     let r = s.query("example.test.", RecordType::NS);

@@ -2,12 +2,14 @@
 //! response. TCP uses RFC 7766 framing (two-byte length) and may pipeline.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, recvmmsg, sendmmsg,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
@@ -60,7 +62,11 @@ impl Listeners {
             let handler = Arc::clone(&handler);
             let spawned = std::thread::Builder::new()
                 .name(format!("dns-udp-{i}"))
-                .spawn(move || serve_udp(udp, handler));
+                .spawn(move || match udp.local_addr() {
+                    Ok(SocketAddr::V4(_)) => serve_udp::<SockaddrIn>(udp, handler),
+                    Ok(SocketAddr::V6(_)) => serve_udp::<SockaddrIn6>(udp, handler),
+                    Err(e) => warn!(error = %e, "a UDP socket without an address"),
+                });
             if let Err(e) = spawned {
                 warn!(error = %e, "cannot start a UDP thread");
             }
@@ -107,6 +113,24 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSoc
     Ok(socket.into())
 }
 
+/// A UDP peer's address in the socket family's own sockaddr: 16 or 28
+/// bytes where a generic storage takes 128, copied once per datagram.
+trait PeerAddr: SockaddrLike + Copy {
+    fn ip(&self) -> IpAddr;
+}
+
+impl PeerAddr for SockaddrIn {
+    fn ip(&self) -> IpAddr {
+        IpAddr::V4(SockaddrIn::ip(self))
+    }
+}
+
+impl PeerAddr for SockaddrIn6 {
+    fn ip(&self) -> IpAddr {
+        IpAddr::V6(SockaddrIn6::ip(self))
+    }
+}
+
 /// UDP on a thread of its own with blocking calls: a query needs no task
 /// switch and no readiness wake-up, which on one core cost more than the
 /// answer itself; and DNS never waits behind API or TCP work. Requests are
@@ -114,16 +138,17 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSoc
 /// system call carries up to [`UDP_BATCH`] of them, and a lone query is not
 /// kept waiting for company (MSG_WAITFORONE). Request and response buffers
 /// live as long as the thread: a templated answer allocates nothing.
-fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
+fn serve_udp<A: PeerAddr>(socket: std::net::UdpSocket, handler: Arc<Handler>) {
     let fd = socket.as_raw_fd();
     let mut requests = Box::new([[0u8; UDP_BUFFER]; UDP_BATCH]);
     let mut responses: [Vec<u8>; UDP_BATCH] = std::array::from_fn(|_| Vec::new());
-    let mut receiving = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut sending = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut receiving = MultiHeaders::<A>::preallocate(UDP_BATCH, None);
+    let mut sending = MultiHeaders::<A>::preallocate(UDP_BATCH, None);
     // Filled from the front by each batch, read only as far as it filled:
     // clearing them per batch would cost more than the answers' own work.
-    let mut received = [(0, None); UDP_BATCH];
-    let mut peers = [None; UDP_BATCH];
+    // A batch's answers move to the front of `peers` and `responses`.
+    let mut lengths = [0; UDP_BATCH];
+    let mut peers: [Option<A>; UDP_BATCH] = [None; UDP_BATCH];
     loop {
         let count = {
             let mut slices = requests.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
@@ -134,10 +159,11 @@ fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
                 MsgFlags::MSG_WAITFORONE,
                 None,
             ) {
-                Ok(results) => received
+                Ok(results) => lengths
                     .iter_mut()
+                    .zip(peers.iter_mut())
                     .zip(results)
-                    .map(|(slot, r)| *slot = (r.bytes, r.address.and_then(socket_addr)))
+                    .map(|((length, peer), r)| (*length, *peer) = (r.bytes, r.address))
                     .count(),
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on some systems; keep serving.
@@ -147,12 +173,12 @@ fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
             }
         };
         let mut answered = 0;
-        for (i, (len, peer)) in received[..count].iter().enumerate() {
-            let Some(peer) = peer else { continue };
-            let request = &requests[i][..*len];
+        for i in 0..count {
+            let Some(peer) = peers[i] else { continue };
+            let request = &requests[i][..lengths[i]];
             if handler.handle_into(request, peer.ip(), Transport::Udp, &mut responses[i]) {
                 responses.swap(i, answered);
-                peers[answered] = Some(SockaddrStorage::from(*peer));
+                peers[answered] = Some(peer);
                 answered += 1;
             }
         }
@@ -171,15 +197,6 @@ fn serve_udp(socket: std::net::UdpSocket, handler: Arc<Handler>) {
             debug!(error = %e, "udp send failed");
         }
     }
-}
-
-fn socket_addr(address: SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = address.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    address
-        .as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, limits: TcpLimits) {
