@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Instructions and simulated cache misses a server spends per answered query,
+# counted by callgrind: unlike time, the count repeats to within a fraction of
+# a percent whatever else the machine is doing, so a change too small for the
+# noisy side-by-side runs still shows (docs/BENCHMARKS.md, "Counted, not
+# timed"). User space only: the kernel's share is not counted.
+#
+# Usage: examples/wire_instructions.sh [SERVER] [MIX]
+#   SERVER: mirrordns (target/release, default) or any peer of
+#           ../shared/bench/lib/peers.sh (knot, nsd, gdnsd, pdns)
+#   MIX:    www-ecs-many (default), www or static
+# MIRRORDNS=path/to/binary measures another build; MIRRORDNS_ARGS adds
+# serve options (e.g. "--rrl-exempt 192.0.2.0/24 --rrl-rate 100000000" to
+# count rate limiting as production runs it, loopback not exempt).
+# Needs valgrind, dnsperf and ../shared/bench. The server runs under
+# valgrind (about 50 times slower), so dnsperf keeps 100 queries in flight
+# and the server reads full batches, as it does at saturation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+server=${1:-mirrordns}
+mix=${2:-www-ecs-many}
+port=25599
+bench=$(cd ../shared/bench && pwd)
+work=$(mktemp -d)
+echo "work directory: $work" >&2
+python3 "$bench/gen-queries.py" --out "$work/queries" >/dev/null
+case $mix in
+  static) input=(-d "$work/queries/static.txt") ;;
+  www) input=(-d "$work/queries/www.txt") ;;
+  www-ecs-many) input=(-B -d "$work/queries/www-ecs-many.bin") ;;
+  *) echo "unknown mix $mix" >&2; exit 2 ;;
+esac
+
+if [[ $server == mirrordns ]]; then
+  cmd="${MIRRORDNS:-target/release/mirrordns} serve --zones $bench/zones/bench.test.yaml --listen 127.0.0.1:$port --api 127.0.0.1:0 --state-dir $work/state ${MIRRORDNS_ARGS:-}"
+else
+  # shellcheck source=/dev/null
+  source "$bench/lib/peers.sh"
+  mkdir -p "$work/$server"
+  "peer_${server}_config" "$work/$server" "$port"
+  cmd=$("peer_${server}_cmd" "$work/$server" "$port")
+fi
+# shellcheck disable=SC2086 # $cmd is a command line
+setsid valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no \
+  --callgrind-out-file="$work/callgrind.%p" $cmd >"$work/server.log" 2>&1 </dev/null &
+group=$!
+trap 'kill -TERM -- -$group 2>/dev/null || true' EXIT
+sleep 8
+
+# Warm up uncounted (templates, every ECS subnet learned), then count.
+dnsperf -s 127.0.0.1 -p $port "${input[@]}" -Q 3000 -n 1 -l 30 -q 200 >"$work/warm-up.txt" 2>&1
+callgrind_control -i on >/dev/null
+dnsperf -s 127.0.0.1 -p $port "${input[@]}" -q 100 -l 10 >"$work/dnsperf.txt" 2>&1
+callgrind_control -d >/dev/null
+callgrind_control -i off >/dev/null
+sleep 1
+queries=$(awk '/Queries completed/{print $3}' "$work/dnsperf.txt")
+counts=$(ls -t "$work"/callgrind.*.1 | head -1)
+# Totals: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+callgrind_annotate "$counts" 2>/dev/null | awk -v q="$queries" -v what="$server $mix" '
+  /PROGRAM TOTALS/ {
+    gsub(",", ""); gsub(/\([^)]*\)/, "")
+    printf "%s: %d queries answered; per query %.0f instructions, %.2f L1 misses (%.2f read, %.2f write), %.3f last-level misses\n",
+      what, q, $1 / q, ($5 + $6) / q, $5 / q, $6 / q, ($8 + $9) / q
+  }'
+echo "costliest functions: callgrind_annotate $counts" >&2
