@@ -179,24 +179,30 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
-        let catalog = self.catalog.load();
+        self.handle_with(&self.catalog.load(), request, source, transport, out)
+    }
+
+    /// [`Handler::handle_into`] from a catalog snapshot the caller took
+    /// (with [`Handler::catalog`]): a UDP thread takes one per batch of
+    /// datagrams, not one per query.
+    pub fn handle_with(
+        &self,
+        catalog: &Catalog,
+        request: &[u8],
+        source: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let query = fast::Query::parse(request);
         let mut decided = None;
         if let Some(q) = &query {
-            match self.answer_from_template(&catalog, q, source, transport, out) {
+            match self.answer_from_template(catalog, q, source, transport, out) {
                 Templated::Done(send) => return send,
                 Templated::Decided(d) => decided = Some(d),
                 Templated::Unknown => {}
             }
         }
-        let full = self.full_path(
-            &catalog,
-            request,
-            query.as_ref(),
-            decided,
-            source,
-            transport,
-        );
+        let full = self.full_path(catalog, request, query.as_ref(), decided, source, transport);
         full.map(|response| *out = response).is_some()
     }
 

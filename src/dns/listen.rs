@@ -172,11 +172,13 @@ fn serve_udp<A: PeerAddr>(socket: std::net::UdpSocket, handler: Arc<Handler>) {
                 }
             }
         };
+        let catalog = handler.catalog();
         let mut answered = 0;
         for i in 0..count {
             let Some(peer) = peers[i] else { continue };
             let request = &requests[i][..lengths[i]];
-            if handler.handle_into(request, peer.ip(), Transport::Udp, &mut responses[i]) {
+            let response = &mut responses[i];
+            if handler.handle_with(&catalog, request, peer.ip(), Transport::Udp, response) {
                 responses.swap(i, answered);
                 peers[answered] = Some(peer);
                 answered += 1;
