@@ -1,5 +1,5 @@
-//! One service's clusters: an IPv4 and an IPv6 prefix trie, longest match
-//! wins. Owns cluster creation, the learning round robin, and applying the
+//! One service's clusters, by prefix (longest match wins, see
+//! `cluster_map`). Owns cluster creation, the learning round robin, and applying the
 //! decision rules (ranking, splitting, merging) to the clusters they concern.
 
 use std::collections::{BTreeSet, HashMap};
@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use prefix_trie::{PrefixMap, PrefixSet};
+use prefix_trie::PrefixSet;
 
+use super::cluster_map::ClusterMap;
 use super::decision::{BlockSamples, Policy, Sample, Score, Strictness};
 use super::measurements::{MeasurementStore, MirrorId, Seconds};
 use crate::zone::{Family, SwitchMargin};
@@ -539,11 +540,10 @@ pub struct Decision {
     pub scope: u8,
 }
 
-/// Both tries of a service.
+/// A service's clusters.
 #[derive(Default)]
 pub struct Clusters {
-    v4: PrefixMap<Ipv4Net, Cluster>,
-    v6: PrefixMap<Ipv6Net, Cluster>,
+    map: ClusterMap<Cluster>,
     /// Answers given, by mirror id: counted here, under the lock every
     /// decision already holds.
     answered: Vec<AtomicU64>,
@@ -692,65 +692,41 @@ impl Clusters {
     }
 
     pub fn longest_match(&self, addr: IpAddr) -> Option<(IpNet, &Cluster)> {
-        match addr {
-            IpAddr::V4(a) => self
-                .v4
-                .get_lpm(&Ipv4Net::from(a))
-                .map(|(p, c)| (IpNet::V4(p), c)),
-            IpAddr::V6(a) => self
-                .v6
-                .get_lpm(&Ipv6Net::from(a))
-                .map(|(p, c)| (IpNet::V6(p), c)),
-        }
+        self.map.longest_match(addr)
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&Cluster> {
-        match prefix {
-            IpNet::V4(p) => self.v4.get(p),
-            IpNet::V6(p) => self.v6.get(p),
-        }
+        self.map.get(prefix)
     }
 
     pub fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut Cluster> {
-        match prefix {
-            IpNet::V4(p) => self.v4.get_mut(p),
-            IpNet::V6(p) => self.v6.get_mut(p),
-        }
+        self.map.get_mut(prefix)
     }
 
     pub fn insert(&mut self, prefix: IpNet, cluster: Cluster) {
-        match prefix {
-            IpNet::V4(p) => self.v4.insert(p, cluster),
-            IpNet::V6(p) => self.v6.insert(p, cluster),
-        };
+        self.map.insert(prefix, cluster);
     }
 
     fn remove(&mut self, prefix: &IpNet) -> Option<Cluster> {
-        match prefix {
-            IpNet::V4(p) => self.v4.remove(p),
-            IpNet::V6(p) => self.v6.remove(p),
-        }
+        self.map.remove(prefix)
+    }
+
+    /// Brings the longest-match lookup up to date with the clusters created
+    /// and removed since the last call (each load tick); until then lookups
+    /// take a slower way.
+    pub fn refresh_lookup(&mut self) {
+        self.map.refresh();
     }
 
     /// The cluster strictly enclosing `prefix`, if any.
     fn enclosing(&self, prefix: &IpNet) -> Option<IpNet> {
         let parent = prefix.supernet()?;
-        self.longest_match_prefix(&parent)
-    }
-
-    fn longest_match_prefix(&self, prefix: &IpNet) -> Option<IpNet> {
-        match prefix {
-            IpNet::V4(p) => self.v4.get_lpm_prefix(p).map(IpNet::V4),
-            IpNet::V6(p) => self.v6.get_lpm_prefix(p).map(IpNet::V6),
-        }
+        self.map.longest_match_prefix(&parent)
     }
 
     /// Whether any cluster lies strictly inside `prefix`.
     fn has_inner(&self, prefix: &IpNet) -> bool {
-        match prefix {
-            IpNet::V4(p) => self.v4.children(p).any(|(c, _)| c != *p),
-            IpNet::V6(p) => self.v6.children(p).any(|(c, _)| c != *p),
-        }
+        self.map.has_inner(prefix)
     }
 
     /// The ECS scope for `addr` answered by `cluster` at `prefix`: the
@@ -766,26 +742,19 @@ impl Clusters {
     }
 
     fn has_inner_or_is(&self, prefix: &IpNet) -> bool {
-        match prefix {
-            IpNet::V4(p) => self.v4.children(p).next().is_some(),
-            IpNet::V6(p) => self.v6.children(p).next().is_some(),
-        }
+        self.map.has_inner_or_is(prefix)
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (IpNet, &mut Cluster)> {
-        let v4 = self.v4.iter_mut().map(|(p, c)| (IpNet::V4(p), c));
-        let v6 = self.v6.iter_mut().map(|(p, c)| (IpNet::V6(p), c));
-        v4.chain(v6)
+        self.map.iter_mut()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Cluster)> {
-        let v4 = self.v4.iter().map(|(p, c)| (IpNet::V4(p), c));
-        let v6 = self.v6.iter().map(|(p, c)| (IpNet::V6(p), c));
-        v4.chain(v6)
+        self.map.iter()
     }
 
     pub(super) fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.map.len()
     }
 
     /// The cluster holding `addr`, created with `config`'s length when none does.
