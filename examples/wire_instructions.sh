@@ -41,7 +41,8 @@ else
   cmd=$("peer_${server}_cmd" "$work/$server" "$port")
 fi
 # shellcheck disable=SC2086 # $cmd is a command line
-setsid valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no \
+# --trace-children: NSD answers from a forked child.
+setsid valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no --trace-children=yes \
   --callgrind-out-file="$work/callgrind.%p" $cmd >"$work/server.log" 2>&1 </dev/null &
 group=$!
 trap 'kill -TERM -- -$group 2>/dev/null || true' EXIT
@@ -55,12 +56,17 @@ callgrind_control -d >/dev/null
 callgrind_control -i off >/dev/null
 sleep 1
 queries=$(awk '/Queries completed/{print $3}' "$work/dnsperf.txt")
-counts=$(ls -t "$work"/callgrind.*.1 | head -1)
-# Totals: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
-callgrind_annotate "$counts" 2>/dev/null | awk -v q="$queries" -v what="$server $mix" '
-  /PROGRAM TOTALS/ {
+# Every process's totals (Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw), summed.
+for counts in "$work"/callgrind.*.1; do
+  callgrind_annotate "$counts" 2>/dev/null | grep 'PROGRAM TOTALS'
+  echo "costliest functions: callgrind_annotate $counts" >&2
+done | awk -v q="$queries" -v what="$server $mix" '
+  {
     gsub(",", ""); gsub(/\([^)]*\)/, "")
+    for (i = 1; i <= 9; i++) total[i] += $i
+  }
+  END {
     printf "%s: %d queries answered; per query %.0f instructions, %.2f L1 misses (%.2f read, %.2f write), %.3f last-level misses\n",
-      what, q, $1 / q, ($5 + $6) / q, $5 / q, $6 / q, ($8 + $9) / q
+      what, q, total[1] / q, (total[5] + total[6]) / q, total[5] / q, total[6] / q, (total[8] + total[9]) / q
   }'
-echo "costliest functions: callgrind_annotate $counts" >&2
+
