@@ -166,10 +166,6 @@ fn sub_blocks_that_disagree_split_the_cluster() {
         "at least one side carved out: {near_scope} {far_scope}"
     );
     assert!(far_scope > 16, "the odd /24 has its own cluster");
-    // A load tick rebuilds the longest-match lookup: the same answers from it.
-    engine.rebalance(NOW, 1.0);
-    assert_eq!(answer(&handle, "198.51.1.9/32"), (near, near_scope));
-    assert_eq!(answer(&handle, "198.51.200.9/32"), (far, far_scope));
     for c in table(&engine) {
         assert!(
             c.prefix.prefix_len() <= 24,
@@ -192,8 +188,6 @@ fn siblings_that_agree_again_merge_back() {
     ));
     engine.apply(&batch, NOW).unwrap();
     assert!(table(&engine).len() > 1);
-    engine.rebalance(NOW, 1.0);
-    assert_eq!(answer(&handle, "198.51.200.9/32").0, "nyc");
     // The route changes: the far block now also prefers ams, at a similar latency.
     let later = NOW + 10;
     let back: Vec<_> = measure_block(
@@ -207,8 +201,6 @@ fn siblings_that_agree_again_merge_back() {
     })
     .collect();
     engine.apply(&back, later).unwrap();
-    assert_eq!(answer(&handle, "198.51.200.9/32").0, "ams");
-    engine.rebalance(later, 1.0);
     assert_eq!(answer(&handle, "198.51.200.9/32").0, "ams");
     assert_eq!(
         engine.clusters("www.t.test", later).unwrap().1.len(),

@@ -6,8 +6,7 @@
 //!
 //! - `measurements`: RTTs per mirror (site) and sub-block, shared by services.
 //! - `decision`: the rules: ranking, hysteresis, completeness, splitting.
-//! - `table`: a service's clusters and how the rules change them.
-//! - `cluster_map`: clusters by prefix, and the longest match per query.
+//! - `table`: a service's cluster tries and how the rules change them.
 //!
 //! Concurrency: each service's clusters sit behind one `RwLock`. Answering a
 //! client whose sub-block is known takes only the read lock (query counters
@@ -17,7 +16,6 @@
 //! Copy-on-write snapshots would spare readers even that short wait, at the
 //! price of copying a table of a million clusters per batch.
 
-mod cluster_map;
 mod decision;
 mod explain;
 mod image;
@@ -438,7 +436,6 @@ impl Engine {
             };
             let mut clusters = table.clusters.write();
             clusters.tick = clusters.tick.wrapping_add(1);
-            clusters.refresh_lookup();
             moves.extend(load::rebalance(&mut clusters, &config, &inputs));
         }
         let bindings = self.bindings.read();

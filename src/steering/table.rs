@@ -1,5 +1,5 @@
-//! One service's clusters, by prefix (longest match wins, see
-//! `cluster_map`). Owns cluster creation, the learning round robin, and applying the
+//! One service's clusters: an IPv4 and an IPv6 prefix trie, longest match
+//! wins. Owns cluster creation, the learning round robin, and applying the
 //! decision rules (ranking, splitting, merging) to the clusters they concern.
 
 use std::collections::{BTreeSet, HashMap};
@@ -7,9 +7,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use prefix_trie::PrefixSet;
+use prefix_trie::{PrefixMap, PrefixSet};
 
-use super::cluster_map::ClusterMap;
 use super::decision::{BlockSamples, Policy, Sample, Score, Strictness};
 use super::measurements::{MeasurementStore, MirrorId, Seconds};
 use crate::zone::{Family, SwitchMargin};
@@ -540,10 +539,11 @@ pub struct Decision {
     pub scope: u8,
 }
 
-/// A service's clusters.
+/// Both tries of a service.
 #[derive(Default)]
 pub struct Clusters {
-    map: ClusterMap<Cluster>,
+    v4: PrefixMap<Ipv4Net, Cluster>,
+    v6: PrefixMap<Ipv6Net, Cluster>,
     /// Answers given, by mirror id: counted here, under the lock every
     /// decision already holds.
     answered: Vec<AtomicU64>,
@@ -692,41 +692,65 @@ impl Clusters {
     }
 
     pub fn longest_match(&self, addr: IpAddr) -> Option<(IpNet, &Cluster)> {
-        self.map.longest_match(addr)
+        match addr {
+            IpAddr::V4(a) => self
+                .v4
+                .get_lpm(&Ipv4Net::from(a))
+                .map(|(p, c)| (IpNet::V4(p), c)),
+            IpAddr::V6(a) => self
+                .v6
+                .get_lpm(&Ipv6Net::from(a))
+                .map(|(p, c)| (IpNet::V6(p), c)),
+        }
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&Cluster> {
-        self.map.get(prefix)
+        match prefix {
+            IpNet::V4(p) => self.v4.get(p),
+            IpNet::V6(p) => self.v6.get(p),
+        }
     }
 
     pub fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut Cluster> {
-        self.map.get_mut(prefix)
+        match prefix {
+            IpNet::V4(p) => self.v4.get_mut(p),
+            IpNet::V6(p) => self.v6.get_mut(p),
+        }
     }
 
     pub fn insert(&mut self, prefix: IpNet, cluster: Cluster) {
-        self.map.insert(prefix, cluster);
+        match prefix {
+            IpNet::V4(p) => self.v4.insert(p, cluster),
+            IpNet::V6(p) => self.v6.insert(p, cluster),
+        };
     }
 
     fn remove(&mut self, prefix: &IpNet) -> Option<Cluster> {
-        self.map.remove(prefix)
-    }
-
-    /// Brings the longest-match lookup up to date with the clusters created
-    /// and removed since the last call (each load tick); until then lookups
-    /// take a slower way.
-    pub fn refresh_lookup(&mut self) {
-        self.map.refresh();
+        match prefix {
+            IpNet::V4(p) => self.v4.remove(p),
+            IpNet::V6(p) => self.v6.remove(p),
+        }
     }
 
     /// The cluster strictly enclosing `prefix`, if any.
     fn enclosing(&self, prefix: &IpNet) -> Option<IpNet> {
         let parent = prefix.supernet()?;
-        self.map.longest_match_prefix(&parent)
+        self.longest_match_prefix(&parent)
+    }
+
+    fn longest_match_prefix(&self, prefix: &IpNet) -> Option<IpNet> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_lpm_prefix(p).map(IpNet::V4),
+            IpNet::V6(p) => self.v6.get_lpm_prefix(p).map(IpNet::V6),
+        }
     }
 
     /// Whether any cluster lies strictly inside `prefix`.
     fn has_inner(&self, prefix: &IpNet) -> bool {
-        self.map.has_inner(prefix)
+        match prefix {
+            IpNet::V4(p) => self.v4.children(p).any(|(c, _)| c != *p),
+            IpNet::V6(p) => self.v6.children(p).any(|(c, _)| c != *p),
+        }
     }
 
     /// The ECS scope for `addr` answered by `cluster` at `prefix`: the
@@ -742,19 +766,26 @@ impl Clusters {
     }
 
     fn has_inner_or_is(&self, prefix: &IpNet) -> bool {
-        self.map.has_inner_or_is(prefix)
+        match prefix {
+            IpNet::V4(p) => self.v4.children(p).next().is_some(),
+            IpNet::V6(p) => self.v6.children(p).next().is_some(),
+        }
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (IpNet, &mut Cluster)> {
-        self.map.iter_mut()
+        let v4 = self.v4.iter_mut().map(|(p, c)| (IpNet::V4(p), c));
+        let v6 = self.v6.iter_mut().map(|(p, c)| (IpNet::V6(p), c));
+        v4.chain(v6)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Cluster)> {
-        self.map.iter()
+        let v4 = self.v4.iter().map(|(p, c)| (IpNet::V4(p), c));
+        let v6 = self.v6.iter().map(|(p, c)| (IpNet::V6(p), c));
+        v4.chain(v6)
     }
 
     pub(super) fn len(&self) -> usize {
-        self.map.len()
+        self.v4.len() + self.v6.len()
     }
 
     /// The cluster holding `addr`, created with `config`'s length when none does.
