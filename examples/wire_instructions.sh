@@ -12,6 +12,8 @@
 # MIRRORDNS=path/to/binary measures another build; MIRRORDNS_ARGS adds
 # serve options (e.g. "--rrl-exempt 192.0.2.0/24 --rrl-rate 100000000" to
 # count rate limiting as production runs it, loopback not exempt).
+# CALLGRIND_ARGS adds callgrind options, e.g. "--LL=1048576,8,64" to take
+# this machine's 1 MiB L2 (per core) as the last level the simulation reports.
 # Needs valgrind, dnsperf and ../shared/bench. The server runs under
 # valgrind (about 50 times slower), so dnsperf keeps 100 queries in flight
 # and the server reads full batches, as it does at saturation.
@@ -40,9 +42,9 @@ else
   "peer_${server}_config" "$work/$server" "$port"
   cmd=$("peer_${server}_cmd" "$work/$server" "$port")
 fi
-# shellcheck disable=SC2086 # $cmd is a command line
 # --trace-children: NSD answers from a forked child.
-setsid valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no --trace-children=yes \
+# shellcheck disable=SC2086 # $cmd is a command line, CALLGRIND_ARGS a list of options
+setsid valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no --trace-children=yes ${CALLGRIND_ARGS:-} \
   --callgrind-out-file="$work/callgrind.%p" $cmd >"$work/server.log" 2>&1 </dev/null &
 group=$!
 trap 'kill -TERM -- -$group 2>/dev/null || true' EXIT
