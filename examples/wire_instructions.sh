@@ -22,26 +22,9 @@ cd "$(dirname "$0")/.."
 server=${1:-mirrordns}
 mix=${2:-www-ecs-many}
 port=25599
-bench=$(cd ../shared/bench && pwd)
-work=$(mktemp -d)
-echo "work directory: $work" >&2
-python3 "$bench/gen-queries.py" --out "$work/queries" >/dev/null
-case $mix in
-  static) input=(-d "$work/queries/static.txt") ;;
-  www) input=(-d "$work/queries/www.txt") ;;
-  www-ecs-many) input=(-B -d "$work/queries/www-ecs-many.bin") ;;
-  *) echo "unknown mix $mix" >&2; exit 2 ;;
-esac
-
-if [[ $server == mirrordns ]]; then
-  cmd="${MIRRORDNS:-target/release/mirrordns} serve --zones $bench/zones/bench.test.yaml --listen 127.0.0.1:$port --api 127.0.0.1:0 --state-dir $work/state ${MIRRORDNS_ARGS:-}"
-else
-  # shellcheck source=/dev/null
-  source "$bench/lib/peers.sh"
-  mkdir -p "$work/$server"
-  "peer_${server}_config" "$work/$server" "$port"
-  cmd=$("peer_${server}_cmd" "$work/$server" "$port")
-fi
+# shellcheck source=examples/bench_server.sh
+source examples/bench_server.sh
+bench_setup "$server" "$mix" $port
 # --trace-children: NSD answers from a forked child.
 # shellcheck disable=SC2086 # $cmd is a command line, CALLGRIND_ARGS a list of options
 setsid valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no --trace-children=yes ${CALLGRIND_ARGS:-} \

@@ -7,7 +7,7 @@
 # Usage: examples/wire_profile.sh [SERVER] [MIX]
 #   SERVER: mirrordns (target/release, default) or any peer of
 #           ../shared/bench/lib/peers.sh (knot, nsd, gdnsd, pdns)
-#   MIX:    www-ecs-many (default) or static
+#   MIX:    www-ecs-many (default), www or static
 # Needs perf, dnsperf and ../shared/bench; the server runs on CPU 1 and
 # dnsperf on CPU 0, as in the side-by-side runs. Prints the user/kernel
 # split and the 25 costliest symbols; keeps perf.data in the work directory.
@@ -20,25 +20,9 @@ cd "$(dirname "$0")/.."
 server=${1:-mirrordns}
 mix=${2:-www-ecs-many}
 port=25499
-bench=$(cd ../shared/bench && pwd)
-work=$(mktemp -d)
-echo "work directory: $work" >&2
-python3 "$bench/gen-queries.py" --out "$work/queries" >/dev/null
-case $mix in
-  static) input=(-d "$work/queries/static.txt") ;;
-  www-ecs-many) input=(-B -d "$work/queries/www-ecs-many.bin") ;;
-  *) echo "unknown mix $mix" >&2; exit 2 ;;
-esac
-
-if [[ $server == mirrordns ]]; then
-  cmd="${MIRRORDNS:-target/release/mirrordns} serve --zones $bench/zones/bench.test.yaml --listen 127.0.0.1:$port --api 127.0.0.1:0 --state-dir $work/state"
-else
-  # shellcheck source=/dev/null
-  source "$bench/lib/peers.sh"
-  mkdir -p "$work/$server"
-  "peer_${server}_config" "$work/$server" "$port"
-  cmd=$("peer_${server}_cmd" "$work/$server" "$port")
-fi
+# shellcheck source=examples/bench_server.sh
+source examples/bench_server.sh
+bench_setup "$server" "$mix" $port
 setsid taskset -c 1 bash -c "exec $cmd" >"$work/server.log" 2>&1 </dev/null &
 group=$!
 trap 'kill -TERM -- -$group 2>/dev/null || true' EXIT
