@@ -47,17 +47,25 @@ fn request_path(c: &mut Criterion) {
         "/zones/example.test.yaml"
     )))
     .unwrap();
-    let zones = ZoneSet::new(vec![Arc::new(zone)]);
+    let zone = Arc::new(zone);
     let engine = Engine::default();
-    let steering = engine.bind(&zones);
-    let handler = Handler::new(
-        Catalog::new(zones, steering),
-        RrlConfig {
-            rate: 0,
-            slip: 2,
-            exempt: Vec::new(),
-        },
-    );
+    let handler_with = |rrl| {
+        let zones = ZoneSet::new(vec![Arc::clone(&zone)]);
+        let steering = engine.bind(&zones);
+        Handler::new(Catalog::new(zones, steering), rrl)
+    };
+    let handler = handler_with(RrlConfig {
+        rate: 0,
+        slip: 2,
+        exempt: Vec::new(),
+    });
+    // Rate limiting as production runs it (on, only loopback exempt), at a
+    // rate this benchmark never reaches: every answer takes a token.
+    let rate_limited = handler_with(RrlConfig {
+        rate: u32::MAX,
+        slip: 2,
+        exempt: RrlConfig::default_exempt(),
+    });
     let learned: Vec<MeasurementRequest> = [("fra", 30.0), ("nyc", 10.0), ("sin", 90.0)]
         .iter()
         .flat_map(|(m, ms)| {
@@ -88,6 +96,15 @@ fn request_path(c: &mut Criterion) {
             b.iter(|| black_box(handler.handle(black_box(bytes), source, Transport::Udp)))
         });
     }
+    let (_, steered_ecs) = &cases[2];
+    assert!(
+        rate_limited
+            .handle(steered_ecs, source, Transport::Udp)
+            .is_some()
+    );
+    group.bench_function("steered_ecs_rate_limited", |b| {
+        b.iter(|| black_box(rate_limited.handle(black_box(steered_ecs), source, Transport::Udp)))
+    });
     group.finish();
 }
 
