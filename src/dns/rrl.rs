@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use ipnet::IpNet;
+use nix::time::{ClockId, clock_gettime};
 use parking_lot::Mutex;
 
 /// Buckets kept at most; beyond it idle ones are forgotten first.
@@ -103,7 +103,6 @@ type Buckets = HashMap<u64, Bucket, foldhash::fast::RandomState>;
 pub struct Rrl {
     config: RrlConfig,
     exempt: Exempt,
-    started: Instant,
     /// Seeded per process, so that nobody can aim two clients' traffic at
     /// one bucket.
     keys: foldhash::fast::RandomState,
@@ -117,7 +116,6 @@ impl Rrl {
         Rrl {
             exempt: Exempt::new(&config.exempt),
             config,
-            started: Instant::now(),
             keys: foldhash::fast::RandomState::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             dropped: AtomicU64::new(0),
@@ -147,7 +145,7 @@ impl Rrl {
     }
 
     fn take_token(&self, key: u64) -> Verdict {
-        let now = self.started.elapsed().as_secs_f64();
+        let now = coarse_seconds();
         let rate = f64::from(self.config.rate);
         let mut buckets = self.shards[key as usize % SHARDS].lock();
         if buckets.len() >= MAX_BUCKETS / SHARDS && !buckets.contains_key(&key) {
@@ -203,6 +201,17 @@ impl Rrl {
         }
         h.finish()
     }
+}
+
+/// Seconds on the monotonic clock, to the kernel's tick (1-4 ms): read
+/// for every limited answer, where the precise clock cost about 20 ns more
+/// (criterion `request_path/steered_ecs_rate_limited`, median 225 -> 198
+/// ns) and a token bucket needs no better.
+fn coarse_seconds() -> f64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
+        // A kernel without the coarse clock: the precise one, same epoch.
+        .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
 }
 
 #[cfg(test)]
