@@ -165,26 +165,16 @@ impl Handler {
     /// be sent (not a query, too short to carry an ID, or rate limited).
     pub fn handle(&self, request: &[u8], source: IpAddr, transport: Transport) -> Option<Vec<u8>> {
         let mut response = Vec::new();
-        self.handle_into(request, source, transport, &mut response)
+        let catalog = self.catalog.load();
+        self.handle_with(&catalog, request, source, transport, &mut response)
             .then_some(response)
     }
 
-    /// [`Handler::handle`] into a buffer the caller keeps between queries,
+    /// [`Handler::handle`] from a catalog snapshot the caller took (with
+    /// [`Handler::catalog`]; a UDP thread takes one per batch of datagrams,
+    /// not one per query), into a buffer the caller keeps between queries,
     /// so that answering from a template allocates nothing: `true` when
     /// `out` holds a response to send.
-    pub fn handle_into(
-        &self,
-        request: &[u8],
-        source: IpAddr,
-        transport: Transport,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        self.handle_with(&self.catalog.load(), request, source, transport, out)
-    }
-
-    /// [`Handler::handle_into`] from a catalog snapshot the caller took
-    /// (with [`Handler::catalog`]): a UDP thread takes one per batch of
-    /// datagrams, not one per query.
     pub fn handle_with(
         &self,
         catalog: &Catalog,
