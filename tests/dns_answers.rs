@@ -82,13 +82,7 @@ fn answers_each_static_record_type_authoritatively() {
 #[test]
 fn answers_over_ipv6_as_over_ipv4() {
     let mut s = Server::start_with(&fixture("zones"), &["--listen", "[::1]:0"], None);
-    let line = s.wait_for_log("dns listening on [::1]", std::time::Duration::from_secs(10));
-    let v6: std::net::SocketAddr = line
-        .split("dns listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .expect("the IPv6 listener's address in the log");
+    let v6 = s.wait_for_address("dns listening on [::1]");
     let socket = std::net::UdpSocket::bind("[::1]:0").unwrap();
     socket
         .set_read_timeout(Some(std::time::Duration::from_secs(1)))

@@ -74,13 +74,14 @@ impl Server {
         server
     }
 
-    fn wait_for_address(&mut self, marker: &str) -> SocketAddr {
+    /// Waits for a log line containing `marker` ("dns listening on ", or
+    /// "dns listening on [::1]" for one listener of several) and returns
+    /// the first address in it from the marker on.
+    pub fn wait_for_address(&mut self, marker: &str) -> SocketAddr {
         let found = self.wait_for_log(marker, Duration::from_secs(20));
-        let rest = &found[found.find(marker).unwrap() + marker.len()..];
-        rest.split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
+        found[found.find(marker).unwrap()..]
+            .split_whitespace()
+            .find_map(|word| word.parse().ok())
             .expect("address in log")
     }
 
