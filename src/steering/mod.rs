@@ -171,6 +171,9 @@ pub struct Accepted {
 pub struct Probe {
     pub target: IpNet,
     pub block: IpNet,
+    /// For a subnet target: resolver addresses the server saw asking with
+    /// it, which the agent tries before the subnet's own hosts.
+    pub resolvers: Vec<IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -575,7 +578,14 @@ impl Engine {
         }
         let mut probes: Vec<(Seconds, Probe)> = wanted
             .into_iter()
-            .map(|(block, (time, target))| (time, Probe { target, block }))
+            .map(|(block, (time, target))| {
+                let probe = Probe {
+                    target,
+                    block,
+                    resolvers: Vec::new(),
+                };
+                (time, probe)
+            })
             .collect();
         probes.sort_by_key(|(time, p)| (*time, p.block));
         Some(probes.into_iter().take(limit).map(|(_, p)| p).collect())
