@@ -88,7 +88,8 @@ fn flood(count: u64, cap: usize) {
                 handle.decide(learned, Family::V4).unwrap(),
                 mirrordns::steering::Decision {
                     mirror: Some(1),
-                    scope: 16
+                    scope: 16,
+                    exploring: false,
                 }
             );
         }

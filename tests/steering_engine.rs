@@ -416,8 +416,10 @@ proptest! {
             a.apply(&requests, NOW).unwrap();
             b.apply(&requests, NOW).unwrap();
         }
+        // A cluster of only queried sub-blocks exists where queries came
+        // (answering as its region's busiest cluster): compare the measured.
         let complete = |e: &Engine| -> Vec<String> {
-            table(e).iter().filter(|c| c.complete).map(|c| format!("{} {:?} {:?}", c.prefix, c.mirror, c.rtt)).collect()
+            table(e).iter().filter(|c| c.complete && !c.rtt.is_empty()).map(|c| format!("{} {:?} {:?}", c.prefix, c.mirror, c.rtt)).collect()
         };
         prop_assert_eq!(complete(&a), complete(&b));
         for (x, y, _) in batches.iter().flatten() {

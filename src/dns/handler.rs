@@ -215,7 +215,7 @@ impl Handler {
                 family,
             } => {
                 let client = client_of(query.ecs_client(), source);
-                match catalog.steering[zone][service].decide(client, family) {
+                match catalog.steering[zone][service].decide_for(client, source, family) {
                     Some(d) => (d.mirror, d.scope, Some(d)),
                     None => (None, 0, None),
                 }

@@ -169,26 +169,36 @@ impl Policy<'_> {
         }
     }
 
-    /// The parts of a cluster at `prefix` answered by `choice` that should
+    /// The parts of a region at `prefix` answered by `choice` that should
     /// become clusters of their own: the largest sub-prefixes whose sub-blocks
-    /// disagree with the cluster but agree among themselves, never longer than
-    /// `block_len`. Sub-blocks in no returned part stay in the cluster.
+    /// disagree with the region but agree among themselves, never longer than
+    /// `block_len`. Sub-blocks in no returned part stay with the region.
+    /// `strictness` says how closely a prefix must agree to stay whole:
+    /// [`Strictness::Merge`] for one that is split now, so that noise near
+    /// the margin cannot split and merge it on every batch.
     pub fn carve(
         &self,
         prefix: IpNet,
         block_len: u8,
         blocks: &[&BlockSamples],
         choice: usize,
+        strictness: &dyn Fn(&IpNet) -> Strictness,
     ) -> Vec<IpNet> {
         let reference = typical_latency(blocks, choice);
         let mut parts = Vec::new();
-        if self.agrees(blocks, choice, reference, Strictness::Split)
+        if self.agrees(blocks, choice, reference, strictness(&prefix))
             || prefix.prefix_len() >= block_len
         {
             return parts;
         }
+        let carving = Carving {
+            block_len,
+            choice,
+            reference,
+            strictness,
+        };
         for (half, inside) in halves(prefix, blocks) {
-            self.carve_part(half, block_len, &inside, choice, reference, &mut parts);
+            self.carve_part(half, &inside, &carving, &mut parts);
         }
         parts
     }
@@ -196,25 +206,32 @@ impl Policy<'_> {
     fn carve_part(
         &self,
         prefix: IpNet,
-        block_len: u8,
         blocks: &[&BlockSamples],
-        choice: usize,
-        reference: Score,
+        carving: &Carving,
         parts: &mut Vec<IpNet>,
     ) {
-        if blocks.is_empty() || self.agrees(blocks, choice, reference, Strictness::Split) {
+        let strictness = (carving.strictness)(&prefix);
+        if blocks.is_empty() || self.agrees(blocks, carving.choice, carving.reference, strictness) {
             return;
         }
         let own = self.rank(&self.scores(blocks), None)[0];
         let coherent = self.agrees(blocks, own, typical_latency(blocks, own), Strictness::Split);
-        if coherent || prefix.prefix_len() >= block_len {
+        if coherent || prefix.prefix_len() >= carving.block_len {
             parts.push(prefix);
             return;
         }
         for (half, inside) in halves(prefix, blocks) {
-            self.carve_part(half, block_len, &inside, choice, reference, parts);
+            self.carve_part(half, &inside, carving, parts);
         }
     }
+}
+
+/// What every step of one carve compares with.
+struct Carving<'a> {
+    block_len: u8,
+    choice: usize,
+    reference: Score,
+    strictness: &'a dyn Fn(&IpNet) -> Strictness,
 }
 
 /// The two halves of `prefix`, each with the sub-blocks inside it.
@@ -368,7 +385,9 @@ mod tests {
         let blocks = [&a, &b, &c];
         let scores = p.scores(&blocks);
         let choice = p.rank(&scores, None)[0];
-        let parts = p.carve("10.1.0.0/16".parse().unwrap(), 24, &blocks, choice);
+        let parts = p.carve("10.1.0.0/16".parse().unwrap(), 24, &blocks, choice, &|_| {
+            Strictness::Split
+        });
         assert_eq!(
             parts,
             vec!["10.1.128.0/17".parse::<IpNet>().unwrap()],

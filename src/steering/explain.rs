@@ -48,8 +48,9 @@ impl Engine {
         let clusters = table.clusters.read();
         let found = clusters.longest_match(client.addr());
         let store = self.store.read();
+        let inputs = self.inputs(&config, &store, now);
         let scores = found
-            .map(|(_, c)| cluster_scores(c, &store, &config, now))
+            .map(|(_, c)| cluster_scores(c, &inputs))
             .unwrap_or_else(|| vec![Score::Unknown; config.mirror_ids.len()]);
         let block = store.get(&config.block_of(&client));
         let reported = self.fresh_reports(now);

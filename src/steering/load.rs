@@ -17,6 +17,7 @@ use ipnet::IpNet;
 
 use super::decision::Score;
 use super::measurements::{MeasurementStore, MirrorId, Seconds};
+use super::region::Inputs;
 use super::status::MirrorStatus;
 use super::table::{Clusters, ServiceConfig, cluster_scores};
 
@@ -238,7 +239,13 @@ fn move_off(
             if rate <= 0.0 {
                 continue;
             }
-            let scores = cluster_scores(cluster, inputs.store, config, inputs.now);
+            let rules = Inputs {
+                config,
+                store: inputs.store,
+                now: inputs.now,
+                passive: 0,
+            };
+            let scores = cluster_scores(cluster, &rules);
             let score = |id: MirrorId| config.local_index(id).map_or(Score::Unknown, |l| scores[l]);
             let Score::Ms(here) = score(from) else {
                 continue;

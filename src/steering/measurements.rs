@@ -130,17 +130,36 @@ pub struct MeasurementStore {
     rows: HashMap<IpNet, u32>,
     stride: usize,
     slots: Vec<Slot>,
+    /// Per row: when some mirror's active probe last got an RTT from the
+    /// sub-block (0: never). Kept beside the slots because a passive RTT
+    /// may replace the active one in its mirror's slot.
+    answered: Vec<u32>,
 }
 
 /// One sub-block's row.
 #[derive(Clone, Copy)]
 pub struct BlockMeasurements<'a> {
     slots: &'a [Slot],
+    answered: u32,
 }
 
 impl BlockMeasurements<'_> {
     pub fn get(&self, mirror: MirrorId) -> Option<Measurement> {
         self.slots.get(usize::from(mirror)).and_then(|s| s.get())
+    }
+
+    /// When an active probe of some mirror last got an answer from the
+    /// sub-block, if one ever did: until then it is silent, and its
+    /// timeouts say nothing about reachability.
+    pub fn answered_active(&self) -> Option<Seconds> {
+        (self.answered != 0).then_some(Seconds::from(self.answered))
+    }
+}
+
+impl Measurement {
+    /// An RTT that an active probe (not an access log) measured.
+    pub fn is_active_reply(&self) -> bool {
+        matches!(self.rtt, Rtt::Ms(_)) && self.method != Method::Passive
     }
 }
 
@@ -156,11 +175,15 @@ impl MeasurementStore {
         let row = *self.rows.entry(block).or_insert(next_row) as usize;
         if row * self.stride >= self.slots.len() {
             self.slots.resize((row + 1) * self.stride, Slot::default());
+            self.answered.resize(row + 1, 0);
         }
         let slot = &mut self.slots[row * self.stride + column];
         let new = Slot::new(measurement);
         if slot.time <= new.time {
             *slot = slot.followed_by(new);
+        }
+        if measurement.is_active_reply() {
+            self.answered[row] = self.answered[row].max(new.time);
         }
     }
 
@@ -169,6 +192,7 @@ impl MeasurementStore {
         let start = row * self.stride;
         Some(BlockMeasurements {
             slots: self.slots.get(start..start + self.stride)?,
+            answered: self.answered.get(row).copied().unwrap_or(0),
         })
     }
 
@@ -190,6 +214,10 @@ impl MeasurementStore {
         let mut kept = MeasurementStore::default();
         for (block, mirror, m) in self.iter().filter(|(_, _, m)| m.time >= cutoff) {
             kept.record(block, mirror, m);
+        }
+        for (block, row) in &kept.rows {
+            let answered = self.get(block).and_then(|m| m.answered_active());
+            kept.answered[*row as usize] = answered.map_or(0, |t| t as u32);
         }
         *self = kept;
     }

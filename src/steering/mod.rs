@@ -21,6 +21,7 @@ mod explain;
 mod image;
 mod load;
 mod measurements;
+mod region;
 mod status;
 mod table;
 
@@ -42,6 +43,7 @@ pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
 pub use table::Decision;
 
 use measurements::MeasurementStore;
+use region::Inputs;
 use status::MirrorStatus;
 use table::{Clusters, OperatorPrefixes, ServiceConfig, family_index};
 
@@ -71,6 +73,9 @@ pub struct Engine {
     reported_load: Mutex<HashMap<MirrorId, (f64, Seconds)>>,
     /// Sub-blocks a service may hold (`serve --max-blocks`); 0 until set.
     max_blocks: std::sync::atomic::AtomicUsize,
+    /// When each mirror's agent last posted a passive (access-log) RTT:
+    /// silent sub-blocks are explored only with mirrors that do.
+    passive_seen: Mutex<HashMap<MirrorId, Seconds>>,
 }
 
 /// `serve --max-blocks` when nothing sets it.
@@ -107,6 +112,12 @@ impl ServiceHandle {
     /// that family. Drained and down mirrors get no answers; when that leaves
     /// none, the service fails open: [`Decision::mirror`] is `None`.
     pub fn decide(&self, client: IpNet, family: Family) -> Option<Decision> {
+        self.decide_for(client, client.addr(), family)
+    }
+
+    /// [`ServiceHandle::decide`] for a query that `resolver` sent: for an
+    /// ECS client, the resolver becomes an address to probe for its subnet.
+    pub fn decide_for(&self, client: IpNet, resolver: IpAddr, family: Family) -> Option<Decision> {
         let with_family = self.config.family_masks[family_index(family)];
         if with_family == 0 {
             return None;
@@ -117,6 +128,7 @@ impl ServiceHandle {
             return Some(Decision {
                 mirror: None,
                 scope: 0,
+                exploring: false,
             });
         }
         if let Some(d) =
@@ -128,6 +140,7 @@ impl ServiceHandle {
             &mut self.table.clusters.write(),
             &self.config,
             &client,
+            resolver,
             wanted,
         )
     }
@@ -184,6 +197,8 @@ pub struct QualityView {
     pub best: u64,
     pub regret_us: u64,
     pub answer_changes: u64,
+    /// Answers that explored a silent sub-block.
+    pub explored: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +236,8 @@ pub struct ClusterView {
     pub rtt: Vec<(String, Score)>,
     pub blocks: usize,
     pub queries: u64,
+    /// Silent sub-blocks being explored.
+    pub exploring: usize,
 }
 
 impl Engine {
@@ -288,8 +305,11 @@ impl Engine {
         *table.zone.write() = zone.to_string();
         if mirrors_changed {
             let mut clusters = table.clusters.write();
+            clusters.forget_explorations();
             let all: BTreeSet<IpNet> = clusters.iter().map(|(p, _)| p).collect();
-            table::reevaluate(&mut clusters, config, &self.store.read(), now(), all);
+            let (store, now) = (self.store.read(), now());
+            let inputs = self.inputs(config, &store, now);
+            table::reevaluate(&mut clusters, &inputs, all);
         }
         Arc::clone(table)
     }
@@ -331,6 +351,11 @@ impl Engine {
                 let Some(id) = bindings.mirror_ids.get(&m.mirror).copied() else {
                     continue;
                 };
+                if m.measurement.method == Method::Passive {
+                    let mut seen = self.passive_seen.lock();
+                    let last = seen.entry(id).or_default();
+                    *last = (*last).max(m.measurement.time);
+                }
                 for table in bindings.services_of.get(&id).into_iter().flatten() {
                     let block = table.config.read().block_of(&m.client);
                     store.record(block, id, m.measurement);
@@ -346,9 +371,32 @@ impl Engine {
         let store = self.store.read();
         for (table, blocks) in per_table {
             let config = Arc::clone(&table.config.read());
+            let inputs = self.inputs(&config, &store, now);
             let mut clusters = table.clusters.write();
             let dirty = table::register_measured(&mut clusters, &config, &blocks);
-            table::reevaluate(&mut clusters, &config, &store, now, dirty);
+            table::reevaluate(&mut clusters, &inputs, dirty);
+        }
+    }
+
+    /// What the rules read besides a table, as of `now`.
+    fn inputs<'a>(
+        &self,
+        config: &'a ServiceConfig,
+        store: &'a MeasurementStore,
+        now: Seconds,
+    ) -> Inputs<'a> {
+        let seen = self.passive_seen.lock();
+        let passive = config
+            .mirror_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| seen.get(id).is_some_and(|t| t + config.max_age >= now))
+            .fold(0u64, |mask, (local, _)| mask | 1 << local);
+        Inputs {
+            config,
+            store,
+            now,
+            passive,
         }
     }
 
@@ -473,6 +521,7 @@ impl Engine {
                     best: q.best.load(Ordering::Relaxed),
                     regret_us: q.regret_us.load(Ordering::Relaxed),
                     answer_changes: q.answer_changes.load(Ordering::Relaxed),
+                    explored: q.explored.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -559,7 +608,7 @@ impl Engine {
         let bindings = self.bindings.read();
         let id = *bindings.mirror_ids.get(mirror)?;
         let store = self.store.read();
-        let mut wanted: BTreeMap<IpNet, (Seconds, IpNet)> = BTreeMap::new();
+        let mut wanted: BTreeMap<IpNet, (Seconds, IpNet, Option<IpAddr>)> = BTreeMap::new();
         for table in bindings.services_of.get(&id).into_iter().flatten() {
             let config = table.config.read();
             let clusters = table.clusters.read();
@@ -570,19 +619,20 @@ impl Engine {
                         continue;
                     }
                     let age_key = last.map_or(0, |m| m.time);
+                    let target = info.target.unwrap_or(*block);
                     wanted
                         .entry(*block)
-                        .or_insert((age_key, info.target.unwrap_or(*block)));
+                        .or_insert((age_key, target, info.resolver()));
                 }
             }
         }
         let mut probes: Vec<(Seconds, Probe)> = wanted
             .into_iter()
-            .map(|(block, (time, target))| {
+            .map(|(block, (time, target, resolver))| {
                 let probe = Probe {
                     target,
                     block,
-                    resolvers: Vec::new(),
+                    resolvers: resolver.into_iter().collect(),
                 };
                 (time, probe)
             })
@@ -615,11 +665,12 @@ impl Engine {
         let config = Arc::clone(&table.config.read());
         let bindings = self.bindings.read();
         let store = self.store.read();
+        let inputs = self.inputs(&config, &store, now);
         let clusters = table.clusters.read();
         let views = clusters
             .iter()
             .map(|(prefix, cluster)| {
-                let scores = table::cluster_scores(cluster, &store, &config, now);
+                let scores = table::cluster_scores(cluster, &inputs);
                 ClusterView {
                     prefix,
                     complete: cluster.is_complete(),
@@ -639,6 +690,7 @@ impl Engine {
                         .collect(),
                     blocks: cluster.blocks.len(),
                     queries: cluster.blocks.queries(),
+                    exploring: cluster.blocks.exploring(),
                 }
             })
             .collect();

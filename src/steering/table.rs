@@ -1,6 +1,7 @@
 //! One service's clusters: an IPv4 and an IPv6 prefix trie, longest match
-//! wins. Owns cluster creation, the learning round robin, and applying the
-//! decision rules (ranking, splitting, merging) to the clusters they concern.
+//! wins. Owns cluster creation, answering (the learning round robin, the
+//! decided ranking, explorations), and the sub-block containers; `region`
+//! applies the decision rules to the clusters they concern.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -9,8 +10,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::{PrefixMap, PrefixSet};
 
-use super::decision::{BlockSamples, Policy, Sample, Score, Strictness};
+use super::decision::{BlockSamples, Policy, Score};
 use super::measurements::{MeasurementStore, MirrorId, Seconds};
+use super::region::{self, Carried, Inputs};
 use crate::zone::{Family, SwitchMargin};
 
 /// What a service's table needs to know of the service's configuration.
@@ -67,7 +69,29 @@ impl ServiceConfig {
             .unwrap_or_else(|_| IpNet::from(addr))
     }
 
-    fn policy(&self) -> Policy<'_> {
+    /// The root of the region holding `prefix`: the longest listed prefix
+    /// holding it (never longer than a sub-block), else its initial-length
+    /// prefix. Listed prefixes are roots in their own right, whatever order
+    /// their clients come in.
+    pub fn root_of(&self, prefix: &IpNet) -> IpNet {
+        let created = self.creation_prefix(prefix.addr());
+        if created.prefix_len() <= prefix.prefix_len() {
+            return created;
+        }
+        let family = family_index(Family::of(prefix.addr()));
+        let len = self
+            .operator_prefixes
+            .longest_holding(prefix)
+            .map_or(self.initial_len[family], |p| {
+                p.prefix_len().min(self.block_len[family])
+            })
+            .min(prefix.prefix_len());
+        IpNet::new(prefix.addr(), len)
+            .map(|n| n.trunc())
+            .unwrap_or(*prefix)
+    }
+
+    pub(super) fn policy(&self) -> Policy<'_> {
         Policy {
             names: &self.mirror_names,
             margin: self.margin,
@@ -102,9 +126,13 @@ impl OperatorPrefixes {
     }
 
     fn longest_match(&self, addr: IpAddr) -> Option<IpNet> {
-        match addr {
-            IpAddr::V4(a) => self.v4.get_lpm(&Ipv4Net::from(a)).map(IpNet::V4),
-            IpAddr::V6(a) => self.v6.get_lpm(&Ipv6Net::from(a)).map(IpNet::V6),
+        self.longest_holding(&IpNet::from(addr))
+    }
+
+    fn longest_holding(&self, prefix: &IpNet) -> Option<IpNet> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_lpm(p).map(IpNet::V4),
+            IpNet::V6(p) => self.v6.get_lpm(p).map(IpNet::V6),
         }
     }
 }
@@ -116,6 +144,91 @@ pub struct Block {
     pub target: Option<IpNet>,
     /// A mirror measured it: kept longer than sub-blocks only queried.
     pub measured: bool,
+    /// Boxed, since most sub-blocks have none of it.
+    extra: Option<Box<BlockExtra>>,
+}
+
+/// What only some sub-blocks carry.
+#[derive(Debug, Default)]
+struct BlockExtra {
+    /// The resolver that first asked with this sub-block as its ECS subnet:
+    /// an address the agent may find answering where the subnet's own
+    /// hosts do not.
+    resolver: Option<IpAddr>,
+    /// Local mask of the mirrors whose exploration brought no RTT back.
+    explore_failed: u64,
+    exploring: Option<Exploring>,
+}
+
+/// A silent sub-block being answered with `mirror` so that its clients'
+/// RTTs come back through that mirror's access log.
+#[derive(Debug)]
+pub struct Exploring {
+    /// Local index of the mirror.
+    pub mirror: u8,
+    /// When this mirror's exploration began.
+    pub since: Seconds,
+    /// Exploration answers given so far.
+    pub answered: AtomicU32,
+}
+
+impl Exploring {
+    pub fn new(mirror: u8, since: Seconds) -> Exploring {
+        Exploring {
+            mirror,
+            since,
+            answered: AtomicU32::new(0),
+        }
+    }
+}
+
+impl Block {
+    fn extra(&mut self) -> &mut BlockExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    pub fn resolver(&self) -> Option<IpAddr> {
+        self.extra.as_ref()?.resolver
+    }
+
+    pub fn explore_failed(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |e| e.explore_failed)
+    }
+
+    pub fn mark_explore_failed(&mut self, local: usize) {
+        self.extra().explore_failed |= 1 << local;
+    }
+
+    pub fn exploring(&self) -> Option<&Exploring> {
+        self.extra.as_ref()?.exploring.as_ref()
+    }
+
+    pub fn set_exploring(&mut self, plan: Option<Exploring>) {
+        if plan.is_none() && self.extra.is_none() {
+            return;
+        }
+        self.extra().exploring = plan;
+    }
+
+    /// Forgets exploration outcomes, whose mirror indexes belong to the
+    /// service's old list of mirrors.
+    fn forget_explorations(&mut self) {
+        if let Some(extra) = &mut self.extra {
+            extra.explore_failed = 0;
+            extra.exploring = None;
+        }
+    }
+
+    /// The first query with the sub-block's own client.
+    fn first_seen(&mut self, client: &IpNet, resolver: IpAddr) {
+        if self.target.is_some() {
+            return;
+        }
+        self.target = Some(*client);
+        if !client.contains(&resolver) {
+            self.extra().resolver = Some(resolver);
+        }
+    }
 }
 
 /// How much and how recently a sub-block is queried: what every answer writes.
@@ -141,7 +254,7 @@ impl Activity {
 }
 
 /// A sub-block as it moves between clusters.
-type Entry = (IpNet, Block, Activity);
+pub(super) type Entry = (IpNet, Block, Activity);
 
 /// `IpNet`'s own order (family, address, length) as plain integers: the
 /// derived comparison is a call per comparison, this one inlines.
@@ -361,6 +474,12 @@ impl Blocks {
         self.position(prefix).ok().map(|i| &self.slots[i].activity)
     }
 
+    /// The sub-block at `prefix` with its activity.
+    fn find(&self, prefix: &IpNet) -> Option<(&Block, &Activity)> {
+        let i = self.position(prefix).ok()?;
+        Some((&self.entries[i].1, &self.slots[i].activity))
+    }
+
     pub fn contains(&self, prefix: &IpNet) -> bool {
         self.position(prefix).is_ok()
     }
@@ -416,6 +535,7 @@ impl Blocks {
     }
 
     /// Moves out every sub-block inside `part`, in one pass.
+    #[cfg(test)]
     fn split_off(&mut self, part: &IpNet) -> Blocks {
         let (inside, outside): (Vec<_>, Vec<_>) = std::mem::take(self)
             .into_entries()
@@ -423,14 +543,6 @@ impl Blocks {
             .partition(|(p, _, _)| part.contains(p));
         *self = Blocks::new(outside);
         Blocks::new(inside)
-    }
-
-    fn absorb(&mut self, other: Blocks) {
-        let mut all = std::mem::take(self).into_entries();
-        all.extend(other.into_entries());
-        all.sort_by_key(|(prefix, _, _)| *prefix);
-        all.dedup_by(|(a, _, _), (b, _, _)| a == b);
-        *self = Blocks::new(all);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &Block, &Activity)> {
@@ -446,12 +558,21 @@ impl Blocks {
             .map(|(prefix, block)| (&*prefix, block))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &IpNet> {
+    #[cfg(test)]
+    fn keys(&self) -> impl Iterator<Item = &IpNet> {
         self.entries.iter().map(|(prefix, _)| prefix)
     }
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// How many sub-blocks are being explored.
+    pub fn exploring(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|(_, b)| b.exploring().is_some())
+            .count()
     }
 
     pub fn queries(&self) -> u64 {
@@ -484,6 +605,9 @@ pub struct Cluster {
     /// The latency of each mirror of `ranking`, in the same order, as of
     /// the last decision (infinite: unreachable or unmeasured).
     pub latency: Vec<f32>,
+    /// Some sub-block is being explored: only then does an answer look
+    /// beyond the sub-block's counters.
+    exploring: bool,
 }
 
 impl Cluster {
@@ -521,11 +645,41 @@ impl Cluster {
         }
     }
 
-    fn inheriting(ranking: &[MirrorId]) -> Cluster {
-        Cluster {
-            ranking: ranking.to_vec(),
+    /// A cluster as `region` rebuilt it, carrying what its prefix had.
+    pub(super) fn rebuilt(
+        entries: Vec<Entry>,
+        ranking: Vec<MirrorId>,
+        latency: Vec<f32>,
+        carried: Option<&Carried>,
+        queries: u64,
+        exploring: bool,
+    ) -> Cluster {
+        let mut cluster = Cluster {
+            blocks: Blocks::new(entries),
+            ranking,
+            latency,
+            exploring,
+            queries_at_tick: queries,
             ..Cluster::default()
+        };
+        if let Some(c) = carried {
+            cluster.offload = c.offload.filter(|_| !cluster.ranking.is_empty());
+            cluster.queries_at_tick = c.queries_at_tick;
+            cluster.sent = AtomicU64::new(c.sent);
+            cluster.turn = AtomicUsize::new(c.turn);
         }
+        cluster
+    }
+
+    /// Takes the cluster apart for `region` to rebuild.
+    pub(super) fn dismantle(self) -> (Vec<MirrorId>, Carried, Vec<Entry>) {
+        let carried = Carried {
+            offload: self.offload,
+            queries_at_tick: self.queries_at_tick,
+            sent: self.sent.into_inner(),
+            turn: self.turn.into_inner(),
+        };
+        (self.ranking, carried, self.blocks.into_entries())
     }
 }
 
@@ -537,6 +691,9 @@ pub struct Decision {
     pub mirror: Option<usize>,
     /// The prefix length of the deciding cluster (the ECS scope).
     pub scope: u8,
+    /// An exploration answer: a mirror the client's silent sub-block has
+    /// no RTT from, given so that its clients bring one back.
+    pub exploring: bool,
 }
 
 /// Both tries of a service.
@@ -572,6 +729,8 @@ pub struct Quality {
     pub regret_us: AtomicU64,
     /// Complete clusters whose best mirror changed.
     pub answer_changes: AtomicU64,
+    /// Answers that explored a silent sub-block.
+    pub explored: AtomicU64,
 }
 
 impl Clusters {
@@ -630,7 +789,7 @@ impl Clusters {
                 continue;
             };
             let removed = cluster.blocks.remove_sorted(&blocks);
-            let empty = cluster.blocks.len() == 0 && !cluster.is_complete() && !cluster.may_enclose;
+            let empty = cluster.blocks.len() == 0;
             self.blocks_total -= removed;
             if empty {
                 self.remove(&prefix);
@@ -657,6 +816,10 @@ impl Clusters {
             return;
         }
         self.quality.complete.fetch_add(1, Ordering::Relaxed);
+        if decision.exploring {
+            self.quality.explored.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let best = cluster
             .latency
             .iter()
@@ -718,6 +881,48 @@ impl Clusters {
         }
     }
 
+    /// Every cluster of the region rooted at `root`: the root and the parts
+    /// split from it, not the regions of longer listed prefixes inside it.
+    pub(super) fn region(&self, root: IpNet, config: &ServiceConfig) -> Vec<IpNet> {
+        let inside: Vec<IpNet> = match root {
+            IpNet::V4(p) => self.v4.children(&p).map(|(c, _)| IpNet::V4(c)).collect(),
+            IpNet::V6(p) => self.v6.children(&p).map(|(c, _)| IpNet::V6(c)).collect(),
+        };
+        inside
+            .into_iter()
+            .filter(|p| config.root_of(p) == root)
+            .collect()
+    }
+
+    /// After a region was rebuilt: which of its clusters, and the cluster
+    /// around it, may enclose others.
+    pub(super) fn refresh_enclosing(&mut self, root: IpNet) {
+        let inside: Vec<IpNet> = match root {
+            IpNet::V4(p) => self.v4.children(&p).map(|(c, _)| IpNet::V4(c)).collect(),
+            IpNet::V6(p) => self.v6.children(&p).map(|(c, _)| IpNet::V6(c)).collect(),
+        };
+        for prefix in inside {
+            let inner = self.has_inner(&prefix);
+            if let Some(c) = self.get_mut(&prefix) {
+                c.may_enclose = inner;
+            }
+        }
+        if let Some(outer) = self.enclosing(&root)
+            && let Some(c) = self.get_mut(&outer)
+        {
+            c.may_enclose = true;
+        }
+    }
+
+    /// Forgets every sub-block's exploration (the service's mirrors changed).
+    pub(super) fn forget_explorations(&mut self) {
+        for (_, cluster) in self.iter_mut() {
+            for (_, block) in cluster.blocks.iter_mut() {
+                block.forget_explorations();
+            }
+        }
+    }
+
     pub fn insert(&mut self, prefix: IpNet, cluster: Cluster) {
         match prefix {
             IpNet::V4(p) => self.v4.insert(p, cluster),
@@ -725,7 +930,7 @@ impl Clusters {
         };
     }
 
-    fn remove(&mut self, prefix: &IpNet) -> Option<Cluster> {
+    pub(super) fn remove(&mut self, prefix: &IpNet) -> Option<Cluster> {
         match prefix {
             IpNet::V4(p) => self.v4.remove(p),
             IpNet::V6(p) => self.v6.remove(p),
@@ -788,21 +993,54 @@ impl Clusters {
         self.v4.len() + self.v6.len()
     }
 
-    /// The cluster holding `addr`, created with `config`'s length when none does.
+    /// The cluster holding `addr`; when none does, or only one around the
+    /// root `addr` belongs in, the root is created. A root created inside
+    /// a decided region (its clusters all moved into parts) answers as the
+    /// busiest of them until it is decided.
     fn find_or_create(&mut self, addr: IpAddr, config: &ServiceConfig) -> IpNet {
-        if let Some((prefix, _)) = self.longest_match(addr) {
+        let root = config.creation_prefix(addr);
+        if let Some((prefix, _)) = self.longest_match(addr)
+            && prefix.prefix_len() >= root.prefix_len()
+        {
             return prefix;
         }
-        let prefix = config.creation_prefix(addr);
-        let may_enclose = self.has_inner(&prefix);
-        self.insert(
-            prefix,
-            Cluster {
-                may_enclose,
-                ..Cluster::default()
-            },
-        );
-        prefix
+        let inherited = self.busiest_inside(&root, config);
+        let mut cluster = Cluster {
+            may_enclose: inherited.is_some(),
+            ..Cluster::default()
+        };
+        if let Some((ranking, latency)) = inherited {
+            cluster.ranking = ranking;
+            cluster.latency = latency;
+        }
+        self.insert(root, cluster);
+        self.refresh_enclosing(root);
+        root
+    }
+
+    /// The ranking of the busiest decided cluster of the region of `root`.
+    fn busiest_inside(
+        &self,
+        root: &IpNet,
+        config: &ServiceConfig,
+    ) -> Option<(Vec<MirrorId>, Vec<f32>)> {
+        let inside: Vec<(IpNet, &Cluster)> = match root {
+            IpNet::V4(p) => self
+                .v4
+                .children(p)
+                .map(|(c, v)| (IpNet::V4(c), v))
+                .collect(),
+            IpNet::V6(p) => self
+                .v6
+                .children(p)
+                .map(|(c, v)| (IpNet::V6(c), v))
+                .collect(),
+        };
+        inside
+            .into_iter()
+            .filter(|(p, c)| c.is_complete() && config.root_of(p) == *root)
+            .max_by_key(|(p, c)| (c.blocks.queries(), std::cmp::Reverse(*p)))
+            .map(|(_, c)| (c.ranking.clone(), c.latency.clone()))
     }
 }
 
@@ -815,15 +1053,21 @@ pub fn answer_known(
     wanted: u64,
 ) -> Option<Decision> {
     let (prefix, cluster) = clusters.longest_match(client.addr())?;
-    let activity = cluster.blocks.activity(&config.block_of(client))?;
-    activity.record_query(clusters.tick);
-    let scope = clusters.scope(
-        prefix,
-        cluster,
-        client.addr(),
-        config.block_len(Family::of(client.addr())),
-    );
-    let decision = answer(cluster, scope, config, wanted);
+    let block_len = config.block_len(Family::of(client.addr()));
+    let block_prefix = config.block_of(client);
+    let decision = if cluster.exploring {
+        let (block, activity) = cluster.blocks.find(&block_prefix)?;
+        activity.record_query(clusters.tick);
+        explore(block, block_len, wanted)
+    } else {
+        let activity = cluster.blocks.activity(&block_prefix)?;
+        activity.record_query(clusters.tick);
+        None
+    };
+    let decision = decision.unwrap_or_else(|| {
+        let scope = clusters.scope(prefix, cluster, client.addr(), block_len);
+        answer(cluster, scope, config, wanted)
+    });
     clusters.count_answer(&decision, config, cluster);
     Some(decision)
 }
@@ -833,6 +1077,7 @@ pub fn answer_new(
     clusters: &mut Clusters,
     config: &ServiceConfig,
     client: &IpNet,
+    resolver: IpAddr,
     wanted: u64,
 ) -> Option<Decision> {
     let block_prefix = config.block_of(client);
@@ -849,13 +1094,31 @@ pub fn answer_new(
     let tick = clusters.tick;
     let cluster = clusters.get_mut(&prefix)?;
     let (block, activity) = cluster.blocks.get_or_insert(block_prefix);
-    block.target.get_or_insert(*client);
+    block.first_seen(client, resolver);
     activity.record_query(tick);
     let decision = answer(cluster, scope, config, wanted);
     if let Some(cluster) = clusters.get(&prefix) {
         clusters.count_answer(&decision, config, cluster);
     }
     Some(decision)
+}
+
+/// An exploration answer for `block`, while it has tries left and its
+/// mirror may answer this query.
+fn explore(block: &Block, block_len: u8, wanted: u64) -> Option<Decision> {
+    let exploring = block.exploring()?;
+    let mirror = usize::from(exploring.mirror);
+    if wanted & (1 << mirror) == 0
+        || exploring.answered.load(Ordering::Relaxed) >= region::EXPLORE_TRIES
+    {
+        return None;
+    }
+    exploring.answered.fetch_add(1, Ordering::Relaxed);
+    Some(Decision {
+        mirror: Some(mirror),
+        scope: block_len,
+        exploring: true,
+    })
 }
 
 /// The best ranked mirror that has an address of the asked family; round
@@ -871,6 +1134,7 @@ fn answer(cluster: &Cluster, scope: u8, config: &ServiceConfig, wanted: u64) -> 
         return Decision {
             mirror: Some(mirror),
             scope,
+            exploring: false,
         };
     }
     let untried = wanted & !cluster.sent.load(Ordering::Relaxed);
@@ -881,6 +1145,7 @@ fn answer(cluster: &Cluster, scope: u8, config: &ServiceConfig, wanted: u64) -> 
     Decision {
         mirror: Some(mirror),
         scope,
+        exploring: false,
     }
 }
 
@@ -891,51 +1156,16 @@ fn nth_set_bit(mut bits: u64, n: usize) -> usize {
     bits.trailing_zeros() as usize
 }
 
-/// The samples of `block` for the service's mirrors.
-pub fn block_samples(
-    block: IpNet,
-    store: &MeasurementStore,
-    config: &ServiceConfig,
-    now: Seconds,
-) -> BlockSamples {
-    let measured = store.get(&block);
-    let samples = config
-        .mirror_ids
-        .iter()
-        .map(|id| {
-            measured.and_then(|m| m.get(*id)).map(|m| Sample {
-                rtt: m.rtt,
-                fresh: m.is_fresh(now, config.max_age),
-            })
-        })
-        .collect();
-    BlockSamples { block, samples }
-}
-
 /// The cluster's latency per mirror (local index order), as the decision uses it.
-pub fn cluster_scores(
-    cluster: &Cluster,
-    store: &MeasurementStore,
-    config: &ServiceConfig,
-    now: Seconds,
-) -> Vec<Score> {
-    let samples = measured_samples(cluster, store, config, now);
-    let refs: Vec<&BlockSamples> = samples.iter().collect();
-    config.policy().scores(&refs)
-}
-
-fn measured_samples(
-    cluster: &Cluster,
-    store: &MeasurementStore,
-    config: &ServiceConfig,
-    now: Seconds,
-) -> Vec<BlockSamples> {
-    cluster
+pub fn cluster_scores(cluster: &Cluster, inputs: &Inputs) -> Vec<Score> {
+    let samples: Vec<BlockSamples> = cluster
         .blocks
-        .keys()
-        .map(|b| block_samples(*b, store, config, now))
-        .filter(|b| b.samples.iter().any(Option::is_some))
-        .collect()
+        .iter()
+        .map(|(prefix, block, _)| region::block_samples(*prefix, block, inputs))
+        .filter(region::is_informed)
+        .collect();
+    let refs: Vec<&BlockSamples> = samples.iter().collect();
+    inputs.config.policy().scores(&refs)
 }
 
 /// Registers measured sub-blocks (creating clusters for them where none
@@ -963,144 +1193,13 @@ pub fn register_measured(
     touched
 }
 
-/// Re-decides every cluster in `dirty`, and whatever their splits and merges
-/// touch, in prefix order so the same inputs always give the same table.
-pub fn reevaluate(
-    clusters: &mut Clusters,
-    config: &ServiceConfig,
-    store: &MeasurementStore,
-    now: Seconds,
-    dirty: BTreeSet<IpNet>,
-) {
-    let mut queue = dirty;
-    // Each carve moves sub-blocks to longer prefixes and each merge to a
-    // shorter one, at the stricter merge margin; the bound only guards
-    // against a rule change that would make them chase each other.
-    let mut budget = queue.len() * 64 + 64;
-    while let Some(prefix) = queue.pop_first() {
-        if budget == 0 {
-            break;
-        }
-        budget -= 1;
-        queue.extend(evaluate(clusters, config, store, now, prefix));
+/// Re-decides the regions of the clusters in `dirty`, in prefix order so
+/// the same inputs always give the same table.
+pub fn reevaluate(clusters: &mut Clusters, inputs: &Inputs, dirty: BTreeSet<IpNet>) {
+    let roots: BTreeSet<IpNet> = dirty.iter().map(|p| inputs.config.root_of(p)).collect();
+    for root in roots {
+        region::redecide(clusters, inputs, root);
     }
-}
-
-/// Ranks one cluster's mirrors, then splits off disagreeing parts or folds it
-/// back into its enclosing cluster; returns the clusters that need a new look.
-fn evaluate(
-    clusters: &mut Clusters,
-    config: &ServiceConfig,
-    store: &MeasurementStore,
-    now: Seconds,
-    prefix: IpNet,
-) -> Vec<IpNet> {
-    let Some(cluster) = clusters.get(&prefix) else {
-        return Vec::new();
-    };
-    let policy = config.policy();
-    let samples = measured_samples(cluster, store, config, now);
-    let refs: Vec<&BlockSamples> = samples.iter().collect();
-    if !cluster.is_complete() && !policy.is_complete(&refs) {
-        return Vec::new();
-    }
-    let scores = policy.scores(&refs);
-    let current = cluster
-        .ranking
-        .first()
-        .and_then(|id| config.local_index(*id));
-    let order = policy.rank(&scores, current);
-    let choice = order[0];
-    let ranking: Vec<MirrorId> = order.iter().map(|m| config.mirror_ids[*m]).collect();
-    let block_len = config.block_len(Family::of(prefix.addr()));
-    let parts = policy.carve(prefix, block_len, &refs, choice);
-    let latency: Vec<f32> = order
-        .iter()
-        .map(|m| match scores[*m] {
-            Score::Ms(ms) => ms as f32,
-            _ => f32::INFINITY,
-        })
-        .collect();
-    let changed = cluster_changed(clusters.get(&prefix), &ranking);
-    if changed {
-        clusters
-            .quality
-            .answer_changes
-            .fetch_add(1, Ordering::Relaxed);
-    }
-    if let Some(cluster) = clusters.get_mut(&prefix) {
-        cluster.ranking = ranking.clone();
-        cluster.latency = latency;
-    }
-    if !parts.is_empty() {
-        return split(clusters, prefix, &ranking, parts);
-    }
-    merge_into_enclosing(clusters, config, store, now, prefix, choice)
-}
-
-/// Whether a complete cluster's best mirror differs in `ranking`.
-fn cluster_changed(cluster: Option<&Cluster>, ranking: &[MirrorId]) -> bool {
-    cluster.is_some_and(|c| c.is_complete() && c.ranking.first() != ranking.first())
-}
-
-fn split(
-    clusters: &mut Clusters,
-    prefix: IpNet,
-    ranking: &[MirrorId],
-    parts: Vec<IpNet>,
-) -> Vec<IpNet> {
-    let mut touched = vec![prefix];
-    for part in parts {
-        let mut child = Cluster::inheriting(ranking);
-        if let Some(parent) = clusters.get_mut(&prefix) {
-            parent.may_enclose = true;
-            // Every sub-block inside the part moves, measured or only queried:
-            // the longest match sends all of them to the new cluster.
-            child.blocks = parent.blocks.split_off(&part);
-        }
-        child.may_enclose = clusters.has_inner(&part);
-        clusters.insert(part, child);
-        touched.push(part);
-    }
-    touched
-}
-
-/// Folds a cluster into the one enclosing it when both answer the same mirror
-/// and its sub-blocks agree with the enclosing cluster's within half the margin.
-fn merge_into_enclosing(
-    clusters: &mut Clusters,
-    config: &ServiceConfig,
-    store: &MeasurementStore,
-    now: Seconds,
-    prefix: IpNet,
-    choice: usize,
-) -> Vec<IpNet> {
-    let Some(outer_prefix) = clusters.enclosing(&prefix) else {
-        return Vec::new();
-    };
-    let (Some(inner), Some(outer)) = (clusters.get(&prefix), clusters.get(&outer_prefix)) else {
-        return Vec::new();
-    };
-    if outer.ranking.first() != Some(&config.mirror_ids[choice]) {
-        return Vec::new();
-    }
-    let mut union = measured_samples(inner, store, config, now);
-    union.extend(measured_samples(outer, store, config, now));
-    let refs: Vec<&BlockSamples> = union.iter().collect();
-    let reference = super::decision::typical_latency(&refs, choice);
-    if !config
-        .policy()
-        .agrees(&refs, choice, reference, Strictness::Merge)
-    {
-        return Vec::new();
-    }
-    let Some(inner) = clusters.remove(&prefix) else {
-        return Vec::new();
-    };
-    if let Some(outer) = clusters.get_mut(&outer_prefix) {
-        outer.blocks.absorb(inner.blocks);
-    }
-    vec![outer_prefix]
 }
 
 #[cfg(test)]
