@@ -2,6 +2,7 @@
 //! and measurement batches (SPEC section 3).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
@@ -101,14 +102,23 @@ pub async fn probes(
     Json(probe_list_json(&probes)).into_response()
 }
 
-/// `{"probes": [{"target": ..., "block": ...}]}`, as agents read it from the
-/// API or from NATS.
+/// `{"probes": [{"target": ..., "block": ..., "resolvers": [...]}]}`, as
+/// agents read it from the API or from NATS. The format is a contract with
+/// agents of every version: fields are added, never renamed.
 pub fn probe_list_json(probes: &[Probe]) -> Value {
-    let probes: Vec<Value> = probes
-        .iter()
-        .map(|p| json!({ "target": target_text(p.target), "block": p.block.to_string() }))
-        .collect();
+    let probes: Vec<Value> = probes.iter().map(probe_json).collect();
     json!({ "probes": probes })
+}
+
+/// One probe; `resolvers` (the addresses seen asking with a subnet target,
+/// which the agent tries before the subnet's first host) only when known.
+fn probe_json(probe: &Probe) -> Value {
+    let mut item = json!({ "target": target_text(probe.target), "block": probe.block.to_string() });
+    if !probe.resolvers.is_empty() {
+        let resolvers: Vec<String> = probe.resolvers.iter().map(IpAddr::to_string).collect();
+        item["resolvers"] = json!(resolvers);
+    }
+    item
 }
 
 /// A single address is written as an address, a subnet in CIDR form.
@@ -134,6 +144,8 @@ struct RawMeasurement {
     timeout: bool,
     method: Option<String>,
     time: Option<String>,
+    /// The host an agent measured for a subnet: checked, not stored.
+    address: Option<String>,
 }
 
 pub async fn post_measurements(
@@ -211,6 +223,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<MeasurementRequest>, String> {
                 .map(parse_time)
                 .transpose()
                 .map_err(|e| format!("measurements[{i}]: {e}"))?;
+            check_address(raw.address.as_deref()).map_err(|e| format!("measurements[{i}]: {e}"))?;
             Ok(MeasurementRequest {
                 mirror: raw.mirror,
                 client: raw.client,
@@ -221,6 +234,17 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<MeasurementRequest>, String> {
             })
         })
         .collect()
+}
+
+/// An agent's `address`, when given, must be an IP address: anything else
+/// says the agent is broken, and a 400 says so where a silent drop would not.
+fn check_address(address: Option<&str>) -> Result<(), String> {
+    match address {
+        Some(text) if text.parse::<IpAddr>().is_err() => {
+            Err(format!("address {text:?} is not an IP address"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_time(text: &str) -> Result<u64, String> {
@@ -356,4 +380,48 @@ pub async fn explain(
         "reason": e.reason,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(target: &str, resolvers: &[&str]) -> Probe {
+        let target: IpNet = target.parse().unwrap();
+        Probe {
+            target,
+            block: target,
+            resolvers: resolvers.iter().map(|r| r.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn probe_work_lists_resolvers_only_when_there_are_some() {
+        let list = probe_list_json(&[
+            probe("198.51.100.0/24", &["203.0.113.53", "2001:db8::53"]),
+            probe("203.0.113.9/32", &[]),
+        ]);
+        assert_eq!(
+            list,
+            json!({"probes": [
+                {"target": "198.51.100.0/24", "block": "198.51.100.0/24", "resolvers": ["203.0.113.53", "2001:db8::53"]},
+                {"target": "203.0.113.9", "block": "203.0.113.9/32"},
+            ]})
+        );
+    }
+
+    #[test]
+    fn a_measured_address_is_checked_and_dropped() {
+        let good = br#"{"measurements": [{"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 5, "address": "198.51.100.7"}]}"#;
+        let batch = parse_batch(good).unwrap();
+        assert_eq!(batch[0].client, "198.51.100.0/24");
+        let bad = br#"{"measurements": [{"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 5, "address": "198.51.100.300"}]}"#;
+        let error = parse_batch(bad).err().unwrap();
+        assert!(
+            error.contains("measurements[0]") && error.contains("address"),
+            "{error}"
+        );
+        let not_text = br#"{"measurements": [{"mirror": "fra", "client": "198.51.100.0/24", "timeout": true, "address": 7}]}"#;
+        assert!(parse_batch(not_text).is_err());
+    }
 }
