@@ -2,6 +2,9 @@
 //! server, measures, and posts the results back (SPEC section 5).
 //!
 //! - `probe`: TCP connect and ICMP echo.
+//! - `tries`: which addresses stand for a subnet target, in which order.
+//! - `memory`: what answered last per sub-block, and the clients the access
+//!   log showed, in bounded memory.
 //! - `passive`: RTTs from a web server's access log.
 //! - `shared`: the same through NATS (`--nats`): work heard from every
 //!   server at once, results published once for all of them.
@@ -12,9 +15,11 @@
 //! again, one that got a 4xx (refused as invalid, or a wrong token) is
 //! logged and dropped, since sending it again cannot help.
 
+mod memory;
 mod passive;
 mod probe;
 mod shared;
+mod tries;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -22,12 +27,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
+use memory::{Bounded, Sightings};
 use probe::{Outcome, Prober};
+use tries::{Hints, Target};
 
 /// The server's batch limit is 1 MiB of JSON; 1,000 measurements stay well under.
 const BATCH: usize = 1000;
@@ -65,11 +73,17 @@ pub async fn run(options: Options) -> Result<(), String> {
     if options.servers.is_empty() && options.nats.is_none() {
         return Err("give at least one --server, or --nats".to_string());
     }
+    let sightings = Arc::new(Mutex::new(Sightings::new(
+        options.block_v4,
+        options.block_v6,
+    )));
     let measurer = Arc::new(Measurer {
         mirror: options.mirror.clone(),
         prober: choose_prober(&options),
         pacer: Pacer::new(options.rate),
         inflight: Semaphore::new(options.max_inflight.max(1)),
+        answered: Mutex::new(Bounded::new(memory::MAX_BLOCKS)),
+        sightings: Arc::clone(&sightings),
     });
     let mut posters = Vec::new();
     if let Some(nats) = &options.nats {
@@ -96,6 +110,7 @@ pub async fn run(options: Options) -> Result<(), String> {
             options.block_v4,
             options.block_v6,
             posters,
+            sightings,
         ));
     }
     info!(mirror = %options.mirror, servers = options.servers.len(), nats = options.nats.is_some(), method = measurer.prober.method(), "agent running");
@@ -152,10 +167,16 @@ pub(crate) struct ProbeList {
     probes: Vec<ProbeItem>,
 }
 
+/// One target of probe work. The format is a contract with the servers:
+/// fields are added, never renamed.
 #[derive(Deserialize)]
 pub(crate) struct ProbeItem {
     target: String,
     block: String,
+    /// For a subnet target, resolver addresses seen asking with it. Kept as
+    /// text so that one bad address skips that address, not the whole list.
+    #[serde(default)]
+    resolvers: Vec<String>,
 }
 
 /// Measures probe work, however it arrived, within the agent's rate and
@@ -165,6 +186,19 @@ struct Measurer {
     prober: Prober,
     pacer: Pacer,
     inflight: Semaphore,
+    /// Per sub-block of a subnet target, the address that answered last.
+    answered: Mutex<Bounded<IpNet, IpAddr>>,
+    /// Clients the access log showed lately (empty without `--access-log`).
+    sightings: Arc<Mutex<Sightings>>,
+}
+
+/// The result for one target, and the address it is about: the one that
+/// answered, or for a timeout the only one tried (none when several were
+/// tried and none answered).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Measured {
+    outcome: Outcome,
+    address: Option<IpAddr>,
 }
 
 impl Measurer {
@@ -174,19 +208,29 @@ impl Measurer {
             .into_iter()
             .enumerate()
             .filter_map(|(i, item)| {
-                let Some(target) = probe_address(&item.target) else {
+                let Some(target) = Target::parse(&item.target) else {
                     debug!(target = %item.target, "unusable probe target");
                     return None;
                 };
+                let block: Option<IpNet> = item.block.parse().ok().map(|b: IpNet| b.trunc());
+                let addresses = self.addresses_for(target, block, &item.resolvers);
+                if addresses.is_empty() {
+                    debug!(target = %item.target, "no address to probe for the target");
+                    return None;
+                }
                 let measurer = Arc::clone(self);
+                // Distinct ICMP sequence numbers for the tries of each target
+                // (wrapping past 65535 is harmless: far apart in time).
+                let sequence = (i * tries::MAX_TRIES) as u16;
                 Some(tokio::spawn(async move {
-                    measurer.pacer.wait().await;
-                    let _slot = measurer.inflight.acquire().await.ok()?;
-                    let outcome = measurer.prober.measure(target, i as u16).await;
+                    let measured = measurer.first_answer(&addresses, sequence).await?;
+                    if let (Target::Subnet(_), Some(block)) = (target, block) {
+                        measurer.remember(block, measured);
+                    }
                     Some(measurement_json(
                         &measurer.mirror,
                         &item.block,
-                        outcome,
+                        measured,
                         measurer.prober.method(),
                     ))
                 }))
@@ -199,6 +243,67 @@ impl Measurer {
             }
         }
         out
+    }
+
+    /// The addresses to try for a target, best first (see `tries::order`).
+    fn addresses_for(
+        &self,
+        target: Target,
+        block: Option<IpNet>,
+        resolvers: &[String],
+    ) -> Vec<IpAddr> {
+        let (remembered, seen) = match (target, block) {
+            (Target::Subnet(_), Some(block)) => (
+                self.answered.lock().get(&block).copied(),
+                self.sightings.lock().in_block(block),
+            ),
+            _ => (None, Vec::new()),
+        };
+        let hints = Hints {
+            remembered,
+            resolvers,
+            seen: &seen,
+        };
+        tries::order(target, &hints)
+    }
+
+    /// Probes `addresses` in order until one answers, each try within the
+    /// rate and in-flight limits like any probe; a timeout only if none
+    /// answers. `None` only if the agent is shutting down.
+    async fn first_answer(&self, addresses: &[IpAddr], sequence: u16) -> Option<Measured> {
+        for (n, address) in addresses.iter().enumerate() {
+            self.pacer.wait().await;
+            let _slot = self.inflight.acquire().await.ok()?;
+            let outcome = self
+                .prober
+                .measure(*address, sequence.wrapping_add(n as u16))
+                .await;
+            if let Outcome::Rtt(_) = outcome {
+                return Some(Measured {
+                    outcome,
+                    address: Some(*address),
+                });
+            }
+        }
+        let only = match addresses {
+            [only] => Some(*only),
+            _ => None,
+        };
+        Some(Measured {
+            outcome: Outcome::Timeout,
+            address: only,
+        })
+    }
+
+    /// Keeps the address that answered for `block` to try first next time;
+    /// forgets it when nothing answered, so a host that went away does not
+    /// keep taking a try.
+    fn remember(&self, block: IpNet, measured: Measured) {
+        let mut answered = self.answered.lock();
+        match (measured.outcome, measured.address) {
+            (Outcome::Rtt(_), Some(address)) => answered.insert(block, address),
+            _ => answered.remove(&block),
+        }
     }
 }
 
@@ -257,25 +362,21 @@ impl ProbeWork {
     }
 }
 
-/// The address to probe for a target: the address itself, or for a subnet
-/// its first host (the network address does not answer).
-fn probe_address(target: &str) -> Option<IpAddr> {
-    if let Ok(addr) = target.parse::<IpAddr>() {
-        return Some(addr);
-    }
-    let net: IpNet = target.parse().ok()?;
-    net.hosts().next()
-}
-
-fn measurement_json(mirror: &str, block: &str, outcome: Outcome, method: &str) -> Value {
-    match outcome {
+/// One measurement as `POST /v1/measurements` and the measurement stream
+/// take it, with `address` naming the host measured when there is one.
+fn measurement_json(mirror: &str, block: &str, measured: Measured, method: &str) -> Value {
+    let mut item = match measured.outcome {
         Outcome::Rtt(ms) => {
             json!({"mirror": mirror, "client": block, "rtt_ms": ms, "method": method})
         }
         Outcome::Timeout => {
             json!({"mirror": mirror, "client": block, "timeout": true, "method": method})
         }
+    };
+    if let Some(address) = measured.address {
+        item["address"] = json!(address.to_string());
     }
+    item
 }
 
 /// Posts batches to one server, in order, retrying each until it is answered.
@@ -320,6 +421,8 @@ async fn post_loop(server: String, token: Option<String>, mut batches: mpsc::Rec
     }
 }
 
+/// Posts the median access-log RTT per sub-block every `window`, and keeps
+/// the clients seen for the measurer to try.
 async fn follow_log(
     path: PathBuf,
     mirror: String,
@@ -327,6 +430,7 @@ async fn follow_log(
     block_v4: u8,
     block_v6: u8,
     posters: Vec<mpsc::Sender<Vec<Value>>>,
+    sightings: Arc<Mutex<Sightings>>,
 ) {
     let mut follower = passive::Follower::new(&path);
     let mut aggregator = passive::Aggregator::new(block_v4, block_v6);
@@ -335,10 +439,20 @@ async fn follow_log(
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         match follower.read_lines() {
-            Ok(lines) => lines
-                .iter()
-                .filter_map(|l| passive::parse_line(l))
-                .for_each(|(c, rtt)| aggregator.add(c, rtt)),
+            Ok(lines) => {
+                // A client that reached us is a host that exists, RTT or not.
+                let mut seen = sightings.lock();
+                for line in &lines {
+                    if let Some(client) = passive::parse_client(line) {
+                        seen.record(client);
+                    }
+                }
+                drop(seen);
+                lines
+                    .iter()
+                    .filter_map(|l| passive::parse_line(l))
+                    .for_each(|(c, rtt)| aggregator.add(c, rtt));
+            }
             Err(e) => warn!(log = %path.display(), error = %e, "cannot read the access log"),
         }
         if Instant::now() < window_end {
@@ -355,5 +469,41 @@ async fn follow_log(
                 let _ = poster.send(chunk.to_vec()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_work_reads_resolvers_when_given_and_does_without() {
+        let list: ProbeList = serde_json::from_value(json!({"probes": [
+            {"target": "198.51.100.0/24", "block": "198.51.100.0/24", "resolvers": ["203.0.113.53", "bad"]},
+            {"target": "203.0.113.9", "block": "203.0.113.0/24", "new_field": 1},
+        ]}))
+        .unwrap();
+        assert_eq!(list.probes[0].resolvers, ["203.0.113.53", "bad"]);
+        assert!(list.probes[1].resolvers.is_empty());
+    }
+
+    #[test]
+    fn a_measurement_names_the_address_it_is_about() {
+        let answered = Measured {
+            outcome: Outcome::Rtt(12.5),
+            address: Some("198.51.100.7".parse().unwrap()),
+        };
+        assert_eq!(
+            measurement_json("fra", "198.51.100.0/24", answered, "tcp"),
+            json!({"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 12.5, "method": "tcp", "address": "198.51.100.7"})
+        );
+        let silent = Measured {
+            outcome: Outcome::Timeout,
+            address: None,
+        };
+        assert_eq!(
+            measurement_json("fra", "198.51.100.0/24", silent, "icmp"),
+            json!({"mirror": "fra", "client": "198.51.100.0/24", "timeout": true, "method": "icmp"})
+        );
     }
 }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
+use super::memory::sub_block;
+
 /// Client address and RTT in ms from one log line; `None` for lines that do
 /// not have both (a request without a TCP RTT, a header, garbage).
 pub fn parse_line(line: &str) -> Option<(IpAddr, f64)> {
@@ -20,6 +22,11 @@ pub fn parse_line(line: &str) -> Option<(IpAddr, f64)> {
     let client: IpAddr = fields.next()?.parse().ok()?;
     let micros: f64 = fields.last()?.parse().ok()?;
     (micros.is_finite() && micros > 0.0).then_some((client, micros / 1000.0))
+}
+
+/// The client address a log line starts with, whether or not it has an RTT.
+pub fn parse_client(line: &str) -> Option<IpAddr> {
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// RTTs per sub-block within one window.
@@ -39,13 +46,8 @@ impl Aggregator {
     }
 
     pub fn add(&mut self, client: IpAddr, rtt_ms: f64) {
-        let len = if client.is_ipv4() {
-            self.block_v4
-        } else {
-            self.block_v6
-        };
-        if let Ok(block) = IpNet::new(client.to_canonical(), len) {
-            self.samples.entry(block.trunc()).or_default().push(rtt_ms);
+        if let Some(block) = sub_block(client, self.block_v4, self.block_v6) {
+            self.samples.entry(block).or_default().push(rtt_ms);
         }
     }
 
@@ -144,6 +146,11 @@ mod tests {
         assert_eq!(parse_line("not-an-address 1000"), None);
         assert_eq!(parse_line("198.51.100.7 -"), None);
         assert_eq!(parse_line(""), None);
+        assert_eq!(
+            parse_client("198.51.100.7 -"),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        assert_eq!(parse_client("- 198.51.100.7"), None);
     }
 
     #[test]

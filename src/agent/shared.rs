@@ -122,6 +122,7 @@ mod tests {
         ProbeItem {
             target: block.to_string(),
             block: block.to_string(),
+            resolvers: Vec::new(),
         }
     }
 
