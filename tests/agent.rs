@@ -1,9 +1,11 @@
 //! `mirrordns agent` against a real server, on loopback only: probe work in,
-//! measurements out, by TCP connect, ICMP echo and a passive access log.
+//! measurements out, by TCP connect, ICMP echo and a passive access log; and
+//! against a stand-in for the probe API where the work needs what the real
+//! server does not hand out yet (resolver addresses with a subnet).
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hickory_proto::rr::RecordType;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const ZONE: &str = "origin: agent.test.
 soa: {mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}
@@ -32,14 +34,13 @@ struct Agent {
 
 impl Agent {
     fn start(server: &Server, mirror: &str, extra: &[&str]) -> Agent {
+        Agent::start_at(&format!("http://{}", server.api), mirror, extra)
+    }
+
+    /// An agent of `mirror` taking its work from the API at `url`.
+    fn start_at(url: &str, mirror: &str, extra: &[&str]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
-            .args([
-                "agent",
-                "--server",
-                &format!("http://{}", server.api),
-                "--mirror",
-                mirror,
-            ])
+            .args(["agent", "--server", url, "--mirror", mirror])
             .args(["--interval-s", "1", "--timeout-ms", "400"])
             .args(extra)
             .env("MIRRORDNS_API_TOKEN", TOKEN)
@@ -128,12 +129,15 @@ fn tcp_probes_fill_the_table_and_a_reset_counts_as_a_reply() {
 /// A listener whose accept queue is full: the kernel drops further SYNs, so
 /// a connect gets no answer at all, as from a black hole.
 fn black_hole() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+    black_hole_at("127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+/// A black hole at `at` (a loopback address; port 0 for any free one).
+fn black_hole_at(at: SocketAddr) -> std::io::Result<(socket2::Socket, Vec<TcpStream>, SocketAddr)> {
     use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&at.into())?;
+    socket.listen(0)?;
     let addr = socket.local_addr().unwrap().as_socket().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
@@ -141,18 +145,35 @@ fn black_hole() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
             fillers.push(c);
         }
     }
-    (socket, fillers, addr)
+    Ok((socket, fillers, addr))
 }
 
+/// A timeout counts only where the sub-block answered another mirror's
+/// probe (SPEC section 2, "Silent targets"): fra's probe is answered first.
 #[test]
-fn a_silent_target_is_posted_as_a_timeout() {
+fn a_target_that_answers_one_mirror_and_not_the_other_is_a_timeout_there() {
     let (s, _zones) = server();
     s.query("www.agent.test.", RecordType::A);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = listener.local_addr().unwrap().port().to_string();
+    let _fra = Agent::start(&s, "fra", &["--method", "tcp", "--probe-port", &open_port]);
+    assert!(wait_for_rtt(&s, "127.0.0.0/16", "fra").as_f64().is_some());
     let (_socket, _fillers, addr) = black_hole();
     let port = addr.port().to_string();
     let agent = Agent::start(&s, "nyc", &["--method", "tcp", "--probe-port", &port]);
     let nyc = wait_for_rtt(&s, "127.0.0.0/16", "nyc");
     assert_eq!(nyc, "timeout", "{}", agent.logs());
+}
+
+#[test]
+fn a_silent_address_is_posted_as_a_timeout_naming_it() {
+    let hosts = hosts(&["127.77.12.1"], &[]);
+    let work = json!({"probes": [{"target": "127.77.12.1", "block": "127.77.12.0/24"}]});
+    let api = FakeApi::start(vec![work]);
+    let agent = tcp_agent(&api, &hosts, &[]);
+    let measured = api.wait_for("127.77.12.0/24", 1, &agent);
+    assert_eq!(measured[0]["timeout"], true, "{measured:?}");
+    assert_eq!(measured[0]["address"], "127.77.12.1", "{measured:?}");
 }
 
 #[test]
@@ -238,4 +259,232 @@ fn a_server_that_is_down_does_not_stop_the_others() {
         "{}",
         agent.logs()
     );
+}
+
+/// A stand-in for the probe API of `mirrordns serve`: hands out `work` one
+/// list per fetch (the last one again and again) and keeps every
+/// measurement posted, so a test sees what the agent says, `address`
+/// included (the real server checks that field and drops it).
+struct FakeApi {
+    url: String,
+    posted: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeApi {
+    fn start(work: Vec<Value>) -> FakeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let posted = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&posted);
+        std::thread::spawn(move || {
+            let mut fetches = 0;
+            for stream in listener.incoming().map_while(Result::ok) {
+                let _ = fake_api_answer(stream, &work, &mut fetches, &sink);
+            }
+        });
+        FakeApi { url, posted }
+    }
+
+    /// The measurements posted for `block` by TCP probes, once `count` are in.
+    fn wait_for(&self, block: &str, count: usize, agent: &Agent) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found: Vec<Value> = self
+                .posted
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m["client"] == block && m["method"] == "tcp")
+                .cloned()
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} measurements for {block}: {found:?}\n{}",
+                found.len(),
+                agent.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Answers one HTTP/1.1 request, then closes the connection.
+fn fake_api_answer(
+    mut stream: TcpStream,
+    work: &[Value],
+    fetches: &mut usize,
+    posted: &Mutex<Vec<Value>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let answer = if request.starts_with("GET /v1/probes") {
+        let list = work[(*fetches).min(work.len() - 1)].clone();
+        *fetches += 1;
+        list
+    } else {
+        let batch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let items = batch["measurements"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let accepted = items.len();
+        posted.lock().unwrap().extend(items);
+        json!({ "accepted": accepted })
+    };
+    let answer = answer.to_string();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    )
+}
+
+/// Loopback hosts on one TCP port: `silent` ones that answer nothing (black
+/// holes) and `answering` ones that accept. Any other address of 127/8
+/// refuses, which is a reply too, so tests only let the agent try these.
+struct Hosts {
+    port: u16,
+    _holes: Vec<(socket2::Socket, Vec<TcpStream>, SocketAddr)>,
+    _listeners: Vec<TcpListener>,
+}
+
+fn hosts(silent: &[&str], answering: &[&str]) -> Hosts {
+    // The port is free at the first address; retry in the rare case that it
+    // is taken at another.
+    for _ in 0..10 {
+        if let Some(h) = try_hosts(silent, answering) {
+            return h;
+        }
+    }
+    panic!("no common port for {silent:?} and {answering:?}");
+}
+
+fn try_hosts(silent: &[&str], answering: &[&str]) -> Option<Hosts> {
+    let at = |host: &str, port: u16| SocketAddr::new(host.parse().unwrap(), port);
+    let (first, rest) = silent.split_first()?;
+    let hole = black_hole_at(at(first, 0)).ok()?;
+    let port = hole.2.port();
+    let mut holes = vec![hole];
+    for host in rest {
+        holes.push(black_hole_at(at(host, port)).ok()?);
+    }
+    let listeners = answering
+        .iter()
+        .map(|host| TcpListener::bind(at(host, port)).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(Hosts {
+        port,
+        _holes: holes,
+        _listeners: listeners,
+    })
+}
+
+fn tcp_agent(api: &FakeApi, hosts: &Hosts, extra: &[&str]) -> Agent {
+    let port = hosts.port.to_string();
+    let mut args = vec!["--method", "tcp", "--probe-port", &port];
+    args.extend_from_slice(extra);
+    Agent::start_at(&api.url, "fra", &args)
+}
+
+#[test]
+fn a_subnet_whose_first_host_is_silent_is_measured_at_a_resolver_and_remembered() {
+    // .1, the first host, and the first resolver answer nothing; .53 does.
+    let hosts = hosts(&["127.77.9.1", "127.77.9.2"], &["127.77.9.53"]);
+    let with_resolvers = json!({"probes": [{
+        "target": "127.77.9.0/24",
+        "block": "127.77.9.0/24",
+        "resolvers": ["127.77.9.2", "127.77.9.53"],
+    }]});
+    // Later rounds name no resolver: only the remembered address can answer.
+    let without = json!({"probes": [{"target": "127.77.9.0/24", "block": "127.77.9.0/24"}]});
+    let api = FakeApi::start(vec![with_resolvers, without]);
+    let agent = tcp_agent(&api, &hosts, &[]);
+    let measured = api.wait_for("127.77.9.0/24", 3, &agent);
+    for m in &measured {
+        assert!(
+            m["rtt_ms"]
+                .as_f64()
+                .is_some_and(|ms| ms > 0.0 && ms < 400.0),
+            "{measured:?}"
+        );
+        assert_eq!(m["address"], "127.77.9.53", "{measured:?}");
+        assert_eq!(m.get("timeout"), None, "{measured:?}");
+    }
+}
+
+#[test]
+fn a_subnet_where_no_try_answers_is_a_timeout_without_an_address() {
+    let hosts = hosts(&["127.77.10.1", "127.77.10.2"], &[]);
+    let work = json!({"probes": [
+        {"target": "127.77.10.0/24", "block": "127.77.10.0/24", "resolvers": ["127.77.10.2"]},
+    ]});
+    let api = FakeApi::start(vec![work]);
+    let agent = tcp_agent(&api, &hosts, &[]);
+    let measured = api.wait_for("127.77.10.0/24", 1, &agent);
+    assert_eq!(measured[0]["timeout"], true, "{measured:?}");
+    assert_eq!(measured[0].get("address"), None, "{measured:?}");
+}
+
+#[test]
+fn a_client_from_the_access_log_stands_for_its_silent_sub_block() {
+    let hosts = hosts(&["127.77.11.1"], &["127.77.11.53"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let work = json!({"probes": [{"target": "127.77.11.0/24", "block": "127.77.11.0/24"}]});
+    let api = FakeApi::start(vec![work]);
+    let log_arg = log.display().to_string();
+    let agent = tcp_agent(&api, &hosts, &["--access-log", &log_arg]);
+    // Before the client shows up the block is silent: the first host only.
+    let first = api.wait_for("127.77.11.0/24", 1, &agent);
+    assert_eq!(first[0]["timeout"], true, "{first:?}");
+    // A request without an RTT still shows a host that exists.
+    let line = "127.77.11.53 - \"GET / HTTP/1.1\" 200 -\n";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let measured = api.wait_for("127.77.11.0/24", 1, &agent);
+        if let Some(m) = measured.iter().find(|m| m["address"] == "127.77.11.53") {
+            assert!(m["rtt_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{measured:?}\n{}", agent.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_server_checks_the_measured_address_and_takes_a_good_one() {
+    let (s, _zones) = server();
+    s.query("www.agent.test.", RecordType::A);
+    let item = |address: &str| json!({"measurements": [{"mirror": "fra", "client": "127.0.0.1", "rtt_ms": 5.0, "method": "tcp", "address": address}]});
+    let (status, body) = s.post_json("/v1/measurements", &item("127.0.0.300"), &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("address"), "{body}");
+    let (status, body) = s.post_json("/v1/measurements", &item("127.0.0.1"), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(wait_for_rtt(&s, "127.0.0.0/16", "fra"), 5.0);
 }
