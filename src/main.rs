@@ -199,6 +199,12 @@ struct SimulateArgs {
     /// Share of probe answers lost (posted as timeouts).
     #[arg(long, default_value_t = 0.0)]
     timeouts: f64,
+    /// Share of client sub-blocks that answer no active probe at all.
+    #[arg(long, default_value_t = 0.0)]
+    silent: f64,
+    /// Mirrors report one access-log RTT for each sub-block they served.
+    #[arg(long)]
+    passive: bool,
     /// From this round on, the routes of some client nodes change.
     #[arg(long)]
     route_change_round: Option<usize>,
@@ -451,6 +457,8 @@ fn run_simulation(args: &SimulateArgs) -> Result<(), String> {
         round_seconds: args.round_seconds,
         max_age_s: args.max_age_s,
         timeouts: args.timeouts,
+        silent: args.silent,
+        passive: args.passive,
         route_change: args.route_change_round.map(|round| RouteChange {
             round,
             share: args.route_change_share,

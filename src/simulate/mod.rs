@@ -22,7 +22,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 pub use matrix::{LatencyMatrix, great_circle_km};
 
-use crate::steering::{Engine, MeasurementRequest, Seconds, ServiceHandle};
+use crate::steering::{Decision, Engine, MeasurementRequest, Seconds, ServiceHandle};
 use crate::zone::{self, Family, ZoneSet};
 
 /// RTT charged for answering a mirror that cannot reach the client at all.
@@ -167,6 +167,9 @@ pub struct Round {
     pub probes: usize,
     /// Sub-blocks whose answer differs from the previous round's.
     pub changed: usize,
+    /// Share of queries given an exploration answer (a silent sub-block
+    /// sent to a mirror it has no RTT from).
+    pub explored: f64,
     /// The baselines on this round's matrix.
     pub baselines: Baselines,
 }
@@ -198,6 +201,12 @@ pub struct RunOptions {
     pub timeouts: f64,
     /// From this round on, the routes of some client networks change.
     pub route_change: Option<RouteChange>,
+    /// Share of sub-blocks that answer no active probe (every probe of
+    /// theirs times out), as most addresses on the Internet do.
+    pub silent: f64,
+    /// Every mirror that served a sub-block in a round reports one
+    /// access-log RTT for it, as an agent following its log does.
+    pub passive: bool,
 }
 
 impl RunOptions {
@@ -210,6 +219,8 @@ impl RunOptions {
             max_age_s: 3600,
             timeouts: 0.0,
             route_change: None,
+            silent: 0.0,
+            passive: false,
         }
     }
 }
@@ -235,6 +246,14 @@ pub fn run(
         scenario.blocks.iter().map(|b| (b.prefix, b.node)).collect();
     let total: f64 = scenario.blocks.iter().map(|b| b.weight).sum();
     let mut rng = SplitMix64::new(options.seed ^ 0x5EED);
+    // Drawn from a generator of their own, so that which sub-blocks are
+    // silent depends on the seed and the share only.
+    let mut silence = SplitMix64::new(options.seed ^ 0x51_1E47);
+    let silent: HashMap<IpNet, bool> = scenario
+        .blocks
+        .iter()
+        .map(|b| (b.prefix, silence.uniform(0.0, 1.0) < options.silent))
+        .collect();
     let mut current = None::<LatencyMatrix>;
     let mut previous: Vec<Option<usize>> = vec![None; scenario.blocks.len()];
     let mut rounds = Vec::new();
@@ -267,10 +286,14 @@ pub fn run(
             .collect();
         let oracle_ms = weighted(scenario, &best) / total;
         first_oracle.get_or_insert(oracle_ms);
-        let chosen: Vec<Option<usize>> = scenario
+        let decisions: Vec<Option<Decision>> = scenario
             .blocks
             .iter()
-            .map(|b| handle.decide(b.prefix, Family::V4).and_then(|d| d.mirror))
+            .map(|b| handle.decide(b.prefix, Family::V4))
+            .collect();
+        let chosen: Vec<Option<usize>> = decisions
+            .iter()
+            .map(|d| d.and_then(|d| d.mirror))
             .collect();
         let answered: Vec<f64> = scenario
             .blocks
@@ -286,6 +309,7 @@ pub fn run(
                 .filter(|(i, _)| ok(*i))
                 .map(|(_, b)| b.weight)
                 .sum::<f64>()
+                .max(0.0)
                 / total
         };
         let changed = chosen
@@ -293,6 +317,21 @@ pub fn run(
             .zip(&previous)
             .filter(|(now, before)| before.is_some() && now != before)
             .count();
+        let explored = share(&|i| decisions[i].is_some_and(|d| d.exploring));
+        if options.passive {
+            let served = scenario.blocks.iter().zip(&chosen);
+            let reports: Vec<MeasurementRequest> = served
+                .filter_map(|(b, c)| {
+                    let mirror = (*c)?;
+                    let rtt = m.rtt(b.node, scenario.mirrors[mirror])?;
+                    let mut report =
+                        probe_answer(&names[mirror], b.prefix, Some(rtt), options.noise, &mut rng, now);
+                    report.method = Some("passive".to_string());
+                    Some(report)
+                })
+                .collect();
+            engine.apply(&reports, now).map_err(|e| e.to_string())?;
+        }
         previous = chosen;
         let mut probes = 0;
         for (mirror, name) in names.iter().enumerate() {
@@ -302,7 +341,8 @@ pub fn run(
                 .iter()
                 .filter_map(|p| by_prefix.get(&p.block).map(|node| (p, *node)))
                 .map(|(p, node)| {
-                    let lost = rng.uniform(0.0, 1.0) < options.timeouts;
+                    let lost = rng.uniform(0.0, 1.0) < options.timeouts
+                        || silent.get(&p.block).copied().unwrap_or(false);
                     let rtt = if lost {
                         None
                     } else {
@@ -322,6 +362,7 @@ pub fn run(
             clusters: engine.services().first().map_or(0, |s| s.clusters),
             probes,
             changed,
+            explored,
             baselines: baselines(m, scenario, &cost, total, oracle_ms),
         });
     }

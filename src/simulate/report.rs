@@ -14,7 +14,7 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(out, "oracle mean RTT {:.1} ms (round 0)", report.oracle_ms);
     let _ = writeln!(
         out,
-        "round  time_s   answered/oracle  best_%  within_5ms_%  within_10ms_%  clusters  probes  changed  round_robin  geo_nearest  best_per_16"
+        "round  time_s   answered/oracle  best_%  within_5ms_%  within_10ms_%  clusters  probes  changed  explored_%  round_robin  geo_nearest  best_per_16"
     );
     for (i, r) in report.rounds.iter().enumerate() {
         let geo = r
@@ -23,7 +23,7 @@ pub fn table(report: &Report) -> String {
             .map_or("-".to_string(), |g| format!("{g:.3}"));
         let _ = writeln!(
             out,
-            "{i:>5}  {:>6}  {:>15.3}  {:>6.1}  {:>12.1}  {:>13.1}  {:>8}  {:>6}  {:>7}  {:>11.3}  {:>11}  {:>11.3}",
+            "{i:>5}  {:>6}  {:>15.3}  {:>6.1}  {:>12.1}  {:>13.1}  {:>8}  {:>6}  {:>7}  {:>10.1}  {:>11.3}  {:>11}  {:>11.3}",
             r.time,
             r.ratio,
             r.best * 100.0,
@@ -32,6 +32,7 @@ pub fn table(report: &Report) -> String {
             r.clusters,
             r.probes,
             r.changed,
+            r.explored * 100.0,
             r.baselines.round_robin,
             geo,
             r.baselines.best_per_16

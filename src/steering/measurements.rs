@@ -106,6 +106,10 @@ impl Slot {
         }
     }
 
+    fn holds_rtt(self) -> bool {
+        self.time != 0 && self.rtt_ms > 0.0
+    }
+
     fn get(self) -> Option<Measurement> {
         (self.time != 0).then(|| Measurement {
             rtt: if self.rtt_ms < 0.0 {
@@ -179,7 +183,12 @@ impl MeasurementStore {
         }
         let slot = &mut self.slots[row * self.stride + column];
         let new = Slot::new(measurement);
-        if slot.time <= new.time {
+        if slot.holds_rtt() && new.rtt_ms < 0.0 && self.answered[row] < slot.time {
+            // The sub-block answered no active probe since this RTT (an
+            // access-log one, say) was taken: the timeout tells nothing
+            // about it, only that the mirror tried again.
+            slot.time = slot.time.max(new.time);
+        } else if slot.time <= new.time {
             *slot = slot.followed_by(new);
         }
         if measurement.is_active_reply() {
