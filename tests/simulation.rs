@@ -146,7 +146,7 @@ fn the_simulate_command_reports_rounds_baselines_and_a_plot() {
     let rounds: Vec<Vec<f64>> = stdout
         .lines()
         .filter(|l| {
-            l.split_whitespace().count() == 12
+            l.split_whitespace().count() == 13
                 && l.split_whitespace()
                     .all(|v| v.parse::<f64>().is_ok() || v == "-")
         })
@@ -158,10 +158,14 @@ fn the_simulate_command_reports_rounds_baselines_and_a_plot() {
         .collect();
     assert_eq!(rounds.len(), 6, "{stdout}");
     let last = rounds.last().unwrap();
-    // Columns: round, time, answered/oracle, best, within 5, within 10, clusters, probes, changed, round robin, geo, per /16.
+    // Columns: round, time, answered/oracle, best, within 5, within 10, clusters, probes, changed, explored, round robin, geo, per /16.
     assert!(last[2] <= 1.05, "{stdout}");
+    assert_eq!(
+        last[9], 0.0,
+        "nothing is silent, nothing explored: {stdout}"
+    );
     assert!(
-        last[2] < last[9] && last[2] < last[11],
+        last[2] < last[10] && last[2] < last[12],
         "better than round robin and one mirror per /16: {stdout}"
     );
     assert!(rounds[0][2] > last[2], "{stdout}");

@@ -291,10 +291,8 @@ pub fn run(
             .iter()
             .map(|b| handle.decide(b.prefix, Family::V4))
             .collect();
-        let chosen: Vec<Option<usize>> = decisions
-            .iter()
-            .map(|d| d.and_then(|d| d.mirror))
-            .collect();
+        let chosen: Vec<Option<usize>> =
+            decisions.iter().map(|d| d.and_then(|d| d.mirror)).collect();
         let answered: Vec<f64> = scenario
             .blocks
             .iter()
@@ -302,14 +300,15 @@ pub fn run(
             .map(|(b, c)| c.map_or(UNREACHABLE_MS, |mirror| cost(b.node, mirror)))
             .collect();
         let share = |ok: &dyn Fn(usize) -> bool| {
-            scenario
+            (scenario
                 .blocks
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| ok(*i))
                 .map(|(_, b)| b.weight)
                 .sum::<f64>()
-                .max(0.0)
+                // An empty sum is -0.0, which would print as "-0.0".
+                + 0.0)
                 / total
         };
         let changed = chosen
@@ -324,8 +323,14 @@ pub fn run(
                 .filter_map(|(b, c)| {
                     let mirror = (*c)?;
                     let rtt = m.rtt(b.node, scenario.mirrors[mirror])?;
-                    let mut report =
-                        probe_answer(&names[mirror], b.prefix, Some(rtt), options.noise, &mut rng, now);
+                    let mut report = probe_answer(
+                        &names[mirror],
+                        b.prefix,
+                        Some(rtt),
+                        options.noise,
+                        &mut rng,
+                        now,
+                    );
                     report.method = Some("passive".to_string());
                     Some(report)
                 })
