@@ -101,6 +101,7 @@ pub fn render(app: &App) -> Result<String, std::fmt::Error> {
     let best = Family::<Labels, Counter>::default();
     let regret = Family::<Labels, Counter<f64, AtomicU64>>::default();
     let changes = Family::<Labels, Counter>::default();
+    let explored = Family::<Labels, Counter>::default();
     for q in engine.quality() {
         let service = [("service", q.service.as_str())];
         by_state
@@ -116,6 +117,7 @@ pub fn render(app: &App) -> Result<String, std::fmt::Error> {
         changes
             .get_or_create(&labels(&service))
             .inc_by(q.answer_changes);
+        explored.get_or_create(&labels(&service)).inc_by(q.explored);
     }
     registry.register(
         "cluster_answers",
@@ -136,6 +138,11 @@ pub fn render(app: &App) -> Result<String, std::fmt::Error> {
         "answer_changes",
         "Times a complete cluster's best mirror changed (flaps)",
         changes,
+    );
+    registry.register(
+        "exploration_answers",
+        "Answers that sent a silent sub-block to a mirror it has no RTT from, so that the mirror's access log measures it",
+        explored,
     );
 
     let ages = Family::<Labels, Gauge<f64, AtomicU64>>::default();

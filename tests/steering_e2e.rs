@@ -66,7 +66,7 @@ fn probes_appear_for_the_blocks_queried_from() {
     assert_eq!(status, 200);
     let probes = body["probes"].as_array().unwrap();
     assert!(
-        probes.contains(&json!({"target": "198.51.100.0/24", "block": "198.51.100.0/24"})),
+        probes.contains(&json!({"target": "198.51.100.0/24", "block": "198.51.100.0/24", "resolvers": ["127.0.0.1"]})),
         "{body}"
     );
     assert!(

@@ -65,6 +65,7 @@ pub async fn clusters(State(state): State<ApiState>, Path(fqdn): Path<String>) -
                 "offloaded": c.offloaded,
                 "blocks": c.blocks,
                 "queries": c.queries,
+                "exploring": c.exploring,
             })
         })
         .collect();
@@ -375,6 +376,8 @@ pub async fn explain(
         "state": if e.cluster.is_none() { "none" } else if e.complete { "complete" } else { "learning" },
         "mirror": e.mirror,
         "offloaded": e.offloaded,
+        "silent": e.silent,
+        "exploring": e.exploring.as_ref().map(|x| json!({"mirror": x.mirror, "answers": x.answers, "of": x.of})),
         "mirrors": mirrors,
         "margin": {"ms": e.margin.ms, "percent": e.margin.percent},
         "reason": e.reason,

@@ -352,7 +352,8 @@ impl Handler {
         let query = &request.queries[0];
         let ecs = edns.as_ref().and_then(|e| e.subnet).and_then(ecs_prefix);
         let client = client_of(ecs, source);
-        let answer = catalog.lookup_decided(query.name(), query.query_type(), client, decided);
+        let answer =
+            catalog.lookup_decided(query.name(), query.query_type(), client, source, decided);
         let answered = template_worthy(&answer);
         apply(&mut response, answer, edns.as_ref());
         (response, limit, answered)

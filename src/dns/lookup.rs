@@ -6,6 +6,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::HINFO;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
+use std::net::IpAddr;
 
 use super::Catalog;
 use crate::steering::Decision;
@@ -42,7 +43,7 @@ const MAX_CNAME_HOPS: usize = 8;
 impl Catalog {
     /// Answers `qname`/`qtype` for `client` (the ECS prefix or the source address).
     pub fn lookup(&self, qname: &Name, qtype: RecordType, client: IpNet) -> Answer {
-        self.lookup_decided(qname, qtype, client, None)
+        self.lookup_decided(qname, qtype, client, client.addr(), None)
     }
 
     /// [`Catalog::lookup`] with the steering decision for the service the
@@ -53,6 +54,7 @@ impl Catalog {
         qname: &Name,
         qtype: RecordType,
         client: IpNet,
+        resolver: IpAddr,
         decided: Option<Decision>,
     ) -> Answer {
         let Some((zone_index, zone)) = self.zones.zone_for(qname) else {
@@ -86,7 +88,11 @@ impl Catalog {
                     None
                 }
                 Found::Node(node) | Found::Wildcard(node) => {
-                    let steer = Steer { client, decided };
+                    let steer = Steer {
+                        client,
+                        resolver,
+                        decided,
+                    };
                     self.answer_node(zone_index, zone, node, &name, qtype, steer, &mut answer)
                 }
             };
@@ -154,7 +160,7 @@ impl Catalog {
         let handle = &self.steering[zone_index][service_index];
         match steer
             .decided
-            .or_else(|| handle.decide(steer.client, family))
+            .or_else(|| handle.decide_for(steer.client, steer.resolver, family))
         {
             Some(decision) => {
                 match decision.mirror {
@@ -182,6 +188,8 @@ impl Catalog {
 #[derive(Clone, Copy)]
 struct Steer {
     client: IpNet,
+    /// The query's source, for an ECS client a resolver that asks for it.
+    resolver: IpAddr,
     decided: Option<Decision>,
 }
 

@@ -3,11 +3,13 @@
 //! reason in one sentence. Read-only: explaining never creates a cluster.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ipnet::IpNet;
 
 use super::decision::Score;
 use super::measurements::{Method, Seconds};
+use super::region::EXPLORE_TRIES;
 use super::table::{Cluster, ServiceConfig, cluster_scores};
 use super::{Engine, ServiceTable, normalize_name};
 use crate::zone::{Family, SwitchMargin};
@@ -22,9 +24,22 @@ pub struct Explanation {
     /// The mirror a query for the client would get (IPv4 answers).
     pub mirror: Option<String>,
     pub offloaded: bool,
+    /// The client's sub-block answered no mirror's active probe.
+    pub silent: bool,
+    /// The client's sub-block is being explored.
+    pub exploring: Option<ExplorationFacts>,
     pub mirrors: Vec<MirrorFacts>,
     pub margin: SwitchMargin,
     pub reason: String,
+}
+
+/// A silent sub-block's exploration: answered with `mirror` so that its
+/// access log measures the clients; `answers` of `of` given so far.
+#[derive(Clone, Debug)]
+pub struct ExplorationFacts {
+    pub mirror: String,
+    pub answers: u32,
+    pub of: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -52,7 +67,16 @@ impl Engine {
         let scores = found
             .map(|(_, c)| cluster_scores(c, &inputs))
             .unwrap_or_else(|| vec![Score::Unknown; config.mirror_ids.len()]);
-        let block = store.get(&config.block_of(&client));
+        let block_prefix = config.block_of(&client);
+        let block = store.get(&block_prefix);
+        let silent = block.and_then(|b| b.answered_active()).is_none();
+        let exploring = found
+            .and_then(|(_, c)| c.exploration_of(&block_prefix))
+            .map(|e| ExplorationFacts {
+                mirror: config.mirror_names[usize::from(e.mirror)].clone(),
+                answers: e.answered.load(Ordering::Relaxed),
+                of: EXPLORE_TRIES,
+            });
         let reported = self.fresh_reports(now);
         let mirrors: Vec<MirrorFacts> = config
             .mirror_ids
@@ -85,13 +109,22 @@ impl Engine {
                 .map(|l| config.mirror_names[l].clone())
                 .find(|n| available(n))
         });
-        let reason = reason(
-            found.map(|(_, c)| c),
-            &config,
-            &mirrors,
-            answer.as_deref(),
-            &client,
-        );
+        let reason = match &exploring {
+            Some(e) if e.answers < e.of => format!(
+                "exploring: this sub-block answers no active probe, so its clients are sent to {} (answer {} of {}) for {}'s access log to measure them",
+                e.mirror,
+                e.answers + 1,
+                e.of,
+                e.mirror
+            ),
+            _ => reason(
+                found.map(|(_, c)| c),
+                &config,
+                &mirrors,
+                answer.as_deref(),
+                &client,
+            ),
+        };
         Some(Explanation {
             service: config.name.clone(),
             client,
@@ -99,6 +132,8 @@ impl Engine {
             complete: found.is_some_and(|(_, c)| c.is_complete()),
             mirror: answer,
             offloaded: found.is_some_and(|(_, c)| c.offload.is_some()),
+            silent,
+            exploring,
             mirrors,
             margin: config.margin,
             reason,
@@ -140,7 +175,7 @@ fn reason(
             .map(|m| m.name.as_str())
             .collect();
         return format!(
-            "learning: {} of {} mirrors measured (waiting for {}); answered round robin",
+            "learning: {} of {} mirrors measured (waiting for {}; a sub-block that answers no active probe is measured only through access logs); answered round robin",
             mirrors.len() - missing.len(),
             mirrors.len(),
             missing.join(", ")
@@ -155,7 +190,10 @@ fn reason(
         _ => std::cmp::Ordering::Equal,
     });
     let Some(fastest) = by_latency.first() else {
-        return "complete, but every mirror is unreachable from this cluster: answering the first by name".to_string();
+        return format!(
+            "complete, with no measured sub-block of its own: answering {} as the busiest cluster of its region does",
+            answer.unwrap_or("?")
+        );
     };
     let mut sentence = format!("complete; {} fastest at {}", fastest.name, ms(fastest.rtt));
     if let Some(second) = by_latency.get(1) {

@@ -36,7 +36,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use decision::Score;
-pub use explain::{Explanation, MirrorFacts};
+pub use explain::{Explanation, ExplorationFacts, MirrorFacts};
 pub use image::Image;
 pub use load::Move;
 pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};

@@ -619,6 +619,11 @@ impl Cluster {
         self.may_enclose
     }
 
+    /// The exploration of sub-block `block`, if it is explored.
+    pub(super) fn exploration_of(&self, block: &IpNet) -> Option<&Exploring> {
+        self.blocks.find(block)?.0.exploring()
+    }
+
     /// A cluster as a state snapshot kept it; `blocks` in any order.
     pub fn restored(
         ranking: Vec<MirrorId>,
