@@ -359,3 +359,41 @@ fn a_second_server_on_the_same_state_dir_is_refused() {
         vec!["127.0.0.1"]
     );
 }
+
+/// A cluster that only saw queries has probe work and nothing journaled by
+/// an API call: the sub-blocks queries bring are journaled within a second,
+/// so kill -9 keeps them.
+#[test]
+fn sub_blocks_that_only_saw_queries_survive_kill_9() {
+    let zones = zones();
+    let state = tempfile::tempdir().unwrap();
+    let s = start(zones.path(), state.path());
+    let subnets = ["198.51.100.0/24", "203.0.113.0/24"];
+    for subnet in subnets {
+        s.udp(&ecs_query("www.state.test.", RecordType::A, subnet))
+            .unwrap();
+    }
+    let journal = state.path().join("journal");
+    let empty = std::fs::metadata(&journal).map_or(0, |m| m.len());
+    let journaled = eventually(Duration::from_secs(10), || {
+        std::fs::metadata(&journal).is_ok_and(|m| m.len() > empty)
+    });
+    assert!(journaled, "the queried sub-blocks were never journaled");
+    s.signal("-KILL");
+    drop(s);
+
+    let s = start(zones.path(), state.path());
+    let prefixes: BTreeSet<String> = clusters(&s)
+        .iter()
+        .map(|c| c["prefix"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(prefixes, subnets.iter().map(|p| p.to_string()).collect());
+    let (_, work) = s.get("/v1/probes?mirror=fra");
+    let blocks: BTreeSet<&str> = work["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["block"].as_str().unwrap())
+        .collect();
+    assert_eq!(blocks, subnets.into_iter().collect(), "{work}");
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::steering::{Accepted, Image, Seconds};
+use crate::steering::{Accepted, Image, Seconds, SeenBlock};
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"MDNSSNAP";
 pub const JOURNAL_MAGIC: &[u8; 8] = b"MDNSJRNL";
@@ -64,6 +64,9 @@ pub enum Event {
         stream_seq: u64,
         items: Vec<Accepted>,
     },
+    /// Sub-blocks that queries brought (appended last: older journals
+    /// read as before).
+    Seen(Vec<SeenBlock>),
 }
 
 fn header(magic: &[u8; 8], version: u32) -> Vec<u8> {

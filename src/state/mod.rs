@@ -41,6 +41,9 @@ pub const COMPACT_AFTER_MAX_AGES: u64 = 4;
 const SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
 /// ...or this long after the last one, if anything was journaled since.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
+/// How often the sub-blocks that queries brought are journaled: what a
+/// crash may lose of them (their measurements are journaled before the 200).
+const SEEN_EVERY: Duration = Duration::from_secs(1);
 
 const SNAPSHOT: &str = "snapshot";
 const JOURNAL: &str = "journal";
@@ -200,6 +203,7 @@ fn apply(engine: &Engine, event: &Event, now: Seconds) -> Option<u64> {
             engine.apply_accepted(items, now);
             return Some(*stream_seq);
         }
+        Event::Seen(blocks) => engine.restore_seen(blocks),
     }
     None
 }
@@ -296,10 +300,21 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, queue: mpsc::Receiver<Job>) {
-        while let Ok(first) = queue.recv() {
+        let mut seen_due = Instant::now() + SEEN_EVERY;
+        loop {
+            let first = match queue.recv_timeout(seen_due.saturating_duration_since(Instant::now()))
+            {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            if Instant::now() >= seen_due {
+                self.journal_seen();
+                seen_due = Instant::now() + SEEN_EVERY;
+            }
             let mut batches = Vec::new();
             let mut snapshots = Vec::new();
-            for job in std::iter::once(first).chain(queue.try_iter()) {
+            for job in first.into_iter().chain(queue.try_iter()) {
                 match job {
                     Job::Change { event, now, done } => batches.push((event, now, done)),
                     Job::Snapshot { done } => snapshots.push(done),
@@ -324,6 +339,29 @@ impl Writer {
                             .map_err(|e| io::Error::new(e.kind(), e.to_string())),
                     );
                 }
+            }
+        }
+    }
+
+    /// Journals the sub-blocks queries brought since the last time; they are
+    /// in the engine already.
+    fn journal_seen(&mut self) {
+        let seen = self.engine.take_seen();
+        if seen.is_empty() {
+            return;
+        }
+        let record = Record {
+            seq: self.seq + 1,
+            now: crate::steering::now(),
+            event: Event::Seen(seen),
+        };
+        match self.journal.append(std::slice::from_ref(&record)) {
+            Ok(()) => {
+                self.seq += 1;
+                self.dirty = true;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot journal the sub-blocks queries brought; a snapshot keeps them")
             }
         }
     }

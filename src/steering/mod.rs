@@ -96,6 +96,23 @@ pub struct ServiceTable {
     failed_open: AtomicU64,
     config: RwLock<Arc<ServiceConfig>>,
     zone: RwLock<String>,
+    /// Sub-blocks first seen by a query since the state writer last took
+    /// them: they are journaled, so a crash keeps them and their probe work.
+    seen: Mutex<Vec<SeenBlock>>,
+}
+
+/// Sub-blocks waiting to be journaled, at most: a flood of new client
+/// networks is not worth a journal as large, and loses only probe work.
+const SEEN_PENDING: usize = 65_536;
+
+/// A sub-block a query brought, as the journal keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeenBlock {
+    pub service: String,
+    pub block: IpNet,
+    /// The query's client (its ECS subnet or its source address).
+    pub client: IpNet,
+    pub resolver: IpAddr,
 }
 
 /// A service as one zone snapshot sees it: its table and its configuration.
@@ -136,13 +153,25 @@ impl ServiceHandle {
         {
             return Some(d);
         }
-        table::answer_new(
+        let (decision, is_new) = table::answer_new(
             &mut self.table.clusters.write(),
             &self.config,
             &client,
             resolver,
             wanted,
-        )
+        )?;
+        if is_new {
+            let mut seen = self.table.seen.lock();
+            if seen.len() < SEEN_PENDING {
+                seen.push(SeenBlock {
+                    service: self.config.name.clone(),
+                    block: self.config.block_of(&client),
+                    client,
+                    resolver,
+                });
+            }
+        }
+        Some(decision)
     }
 }
 
@@ -296,6 +325,7 @@ impl Engine {
                 failed_open: AtomicU64::new(0),
                 config: RwLock::new(Arc::clone(config)),
                 zone: RwLock::new(zone.to_string()),
+                seen: Mutex::new(Vec::new()),
             });
         };
         table.clusters.write().count_mirrors(mirrors);
@@ -397,6 +427,28 @@ impl Engine {
             store,
             now,
             passive,
+        }
+    }
+
+    /// The sub-blocks queries brought since the last call, for the journal.
+    pub fn take_seen(&self) -> Vec<SeenBlock> {
+        let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
+        tables
+            .iter()
+            .flat_map(|t| std::mem::take(&mut *t.seen.lock()))
+            .collect()
+    }
+
+    /// Registers journaled sub-blocks again (their queries are not counted),
+    /// in services that still exist.
+    pub fn restore_seen(&self, seen: &[SeenBlock]) {
+        let tables = self.tables.lock();
+        for s in seen {
+            let Some(table) = tables.get(&s.service) else {
+                continue;
+            };
+            let config = Arc::clone(&table.config.read());
+            table::register_queried(&mut table.clusters.write(), &config, s);
         }
     }
 

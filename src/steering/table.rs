@@ -1077,14 +1077,42 @@ pub fn answer_known(
     Some(decision)
 }
 
-/// Answers a query, creating the cluster or registering the sub-block first.
+/// Answers a query, creating the cluster or registering the sub-block
+/// first; says whether the sub-block is new.
 pub fn answer_new(
     clusters: &mut Clusters,
     config: &ServiceConfig,
     client: &IpNet,
     resolver: IpAddr,
     wanted: u64,
-) -> Option<Decision> {
+) -> Option<(Decision, bool)> {
+    let (prefix, is_new) = register(clusters, config, client, resolver)?;
+    let block_len = config.block_len(Family::of(client.addr()));
+    let scope = clusters.scope(prefix, clusters.get(&prefix)?, client.addr(), block_len);
+    let tick = clusters.tick;
+    let cluster = clusters.get(&prefix)?;
+    cluster
+        .blocks
+        .activity(&config.block_of(client))?
+        .record_query(tick);
+    let decision = answer(cluster, scope, config, wanted);
+    clusters.count_answer(&decision, config, cluster);
+    Some((decision, is_new))
+}
+
+/// A sub-block a journal says was queried, registered as its first query did.
+pub fn register_queried(clusters: &mut Clusters, config: &ServiceConfig, seen: &super::SeenBlock) {
+    register(clusters, config, &seen.client, seen.resolver);
+}
+
+/// Puts `client`'s sub-block into its cluster, making room and the cluster
+/// first where needed; returns the cluster and whether the sub-block is new.
+fn register(
+    clusters: &mut Clusters,
+    config: &ServiceConfig,
+    client: &IpNet,
+    resolver: IpAddr,
+) -> Option<(IpNet, bool)> {
     let block_prefix = config.block_of(client);
     let is_new = clusters
         .longest_match(client.addr())
@@ -1094,18 +1122,12 @@ pub fn answer_new(
         clusters.blocks_total += 1;
     }
     let prefix = clusters.find_or_create(client.addr(), config);
-    let block_len = config.block_len(Family::of(client.addr()));
-    let scope = clusters.scope(prefix, clusters.get(&prefix)?, client.addr(), block_len);
-    let tick = clusters.tick;
-    let cluster = clusters.get_mut(&prefix)?;
-    let (block, activity) = cluster.blocks.get_or_insert(block_prefix);
+    let (block, _) = clusters
+        .get_mut(&prefix)?
+        .blocks
+        .get_or_insert(block_prefix);
     block.first_seen(client, resolver);
-    activity.record_query(tick);
-    let decision = answer(cluster, scope, config, wanted);
-    if let Some(cluster) = clusters.get(&prefix) {
-        clusters.count_answer(&decision, config, cluster);
-    }
-    Some(decision)
+    Some((prefix, is_new))
 }
 
 /// An exploration answer for `block`, while it has tries left and its

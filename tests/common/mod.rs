@@ -384,3 +384,17 @@ pub fn metric(
         .map(|(_, _, v)| *v)
         .sum()
 }
+
+/// Polls `condition` until it holds or `timeout` passes; whether it held.
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
