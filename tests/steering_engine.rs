@@ -456,3 +456,195 @@ proptest! {
         }
     }
 }
+
+/// An engine whose service lists 10.0.0.0/14 and 10.1.128.0/17 as prefixes
+/// (clusters elsewhere start at /16), with no switching margin: then the
+/// only history an answer may keep, hysteresis, has nothing to keep.
+fn listed_engine() -> (Engine, ServiceHandle, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.txt"), "10.0.0.0/14\n10.1.128.0/17\n").unwrap();
+    let text = zone(0.0, 0.0) + "    clusters: {prefixes: p.txt}\n";
+    let z = load_str(&dir.path().join("t.yaml"), &text).expect("valid zone");
+    let engine = Engine::default();
+    let handle = engine
+        .bind(&ZoneSet::new(vec![Arc::new(z)]))
+        .remove(0)
+        .remove(0);
+    (engine, handle, dir)
+}
+
+/// Something the engine is told: a query from a client, or one mirror's
+/// measurement of one sub-block.
+#[derive(Clone, Debug)]
+enum Event {
+    Query(String),
+    Measure(MeasurementRequest),
+}
+
+/// Queries and measurements over a listed /14 with a listed /17 inside it
+/// and a plain /16 beside it; each (sub-block, mirror) measured once, some
+/// sub-blocks silent (every probe of theirs times out).
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    let block = (prop_oneof![Just(0u8), Just(1), Just(2), Just(9)], 0u8..=255);
+    let measured = prop::collection::vec((block.clone(), rtts(), any::<bool>()), 1..10);
+    let queried = prop::collection::vec(block, 0..6);
+    (measured, queried).prop_map(|(measured, queried)| {
+        let mut seen = BTreeSet::new();
+        let mut events = Vec::new();
+        for ((x, y), r, silent) in measured {
+            let block = format!("10.{x}.{y}.0/24");
+            if !seen.insert(block.clone()) {
+                continue;
+            }
+            let r = if silent { vec![None; 4] } else { r };
+            events.extend(measure_block(&block, &r).into_iter().map(Event::Measure));
+        }
+        events.extend(
+            queried
+                .into_iter()
+                .map(|(x, y)| Event::Query(format!("10.{x}.{y}.1/32"))),
+        );
+        events
+    })
+}
+
+fn replay(events: &[Event]) -> (Engine, ServiceHandle, tempfile::TempDir) {
+    let (engine, handle, dir) = listed_engine();
+    for event in events {
+        match event {
+            Event::Query(client) => {
+                handle.decide(net(client), Family::V4);
+            }
+            Event::Measure(m) => {
+                engine.apply(std::slice::from_ref(m), NOW).unwrap();
+            }
+        }
+        assert!(
+            table(&engine).iter().all(|c| c.blocks > 0),
+            "an empty cluster after {event:?}"
+        );
+    }
+    (engine, handle, dir)
+}
+
+/// The table as the API shows it. A cluster with no measured sub-block of
+/// its own borrows the answer of its region's busiest cluster as of the
+/// last measurement, so its mirror is left out.
+fn shape(engine: &Engine) -> Vec<String> {
+    table(engine)
+        .iter()
+        .map(|c| {
+            let mirror = if c.rtt.is_empty() {
+                None
+            } else {
+                c.mirror.clone()
+            };
+            format!(
+                "{} {} {} {:?} {:?}",
+                c.prefix, c.complete, c.blocks, mirror, c.rtt
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn the_table_is_a_function_of_the_queries_and_measurements_not_their_order(
+        events in events(),
+        seed in any::<u64>(),
+    ) {
+        let mut shuffled = events.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let (a, _, _da) = replay(&events);
+        let (b, _, _db) = replay(&shuffled);
+        prop_assert_eq!(shape(&a), shape(&b));
+    }
+
+    #[test]
+    fn a_split_whose_halves_agree_again_folds_back(
+        near in prop::collection::vec(5.0f64..300.0, 4),
+        // Each far RTT is a route change away from the near one (1.5 times
+        // or more), so measuring the near RTTs there replaces them whole.
+        factors in prop::collection::vec(prop_oneof![0.1f64..0.6, 1.6f64..4.0], 4),
+    ) {
+        let far: Vec<f64> = near.iter().zip(&factors).map(|(n, f)| n * f).collect();
+        let (engine, handle) = engine(5.0, 10.0);
+        let as_rtts = |v: &[f64]| v.iter().map(|ms| Some(*ms)).collect::<Vec<_>>();
+        engine.apply(&measure_block("10.5.1.0/24", &as_rtts(&near)), NOW).unwrap();
+        engine.apply(&measure_block("10.5.200.0/24", &as_rtts(&far)), NOW).unwrap();
+        // The far sub-block's routes change to match the near one's.
+        let later = NOW + 60;
+        let same: Vec<MeasurementRequest> = measure_block("10.5.200.0/24", &as_rtts(&near))
+            .into_iter()
+            .map(|m| MeasurementRequest { time: Some(later), ..m })
+            .collect();
+        engine.apply(&same, later).unwrap();
+        let t = engine.clusters("www.t.test", later).unwrap().1;
+        prop_assert_eq!(t.len(), 1, "{:?}", t.iter().map(|c| c.prefix).collect::<Vec<_>>());
+        prop_assert_eq!(answer(&handle, "10.5.200.9/32").1, 16);
+    }
+}
+
+#[test]
+fn an_explored_mirror_that_brings_no_rtt_back_counts_as_unreachable_for_the_sub_block() {
+    let (engine, handle) = engine(5.0, 10.0);
+    let passive = |mirror: &str, client: &str, ms: f64, time: u64| MeasurementRequest {
+        method: Some("passive".into()),
+        time: Some(time),
+        ..rtt(mirror, client, ms)
+    };
+    engine
+        .apply(
+            &measure_block(
+                "198.51.1.0/24",
+                &[Some(30.0), Some(10.0), Some(50.0), Some(70.0)],
+            ),
+            NOW,
+        )
+        .unwrap();
+    handle.decide(net("198.51.2.0/24"), Family::V4);
+    engine
+        .apply(&measure_block("198.51.2.0/24", &[None; 4]), NOW)
+        .unwrap();
+    // Only ams runs an access-log agent.
+    engine
+        .apply(&[passive("ams", "198.51.1.0/24", 30.0, NOW)], NOW)
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(answer(&handle, "198.51.2.0/24"), ("ams", 24));
+    }
+    assert_eq!(
+        answer(&handle, "198.51.2.0/24"),
+        ("fra", 16),
+        "tries used up"
+    );
+    // Whatever arrives before the patience runs out, ams is not judged yet.
+    let soon = NOW + 60;
+    engine
+        .apply(&[passive("ams", "198.51.1.0/24", 30.0, soon)], soon)
+        .unwrap();
+    let view = engine
+        .explain("www.t.test", net("198.51.2.7/32"), soon)
+        .unwrap();
+    assert!(view.exploring.is_some(), "{view:?}");
+    let late = NOW + 600;
+    engine
+        .apply(&[passive("ams", "198.51.1.0/24", 30.0, late)], late)
+        .unwrap();
+    let view = engine
+        .explain("www.t.test", net("198.51.2.7/32"), late)
+        .unwrap();
+    assert!(
+        view.exploring.is_none(),
+        "nothing left to explore: {view:?}"
+    );
+    assert_eq!(answer(&handle, "198.51.2.0/24"), ("fra", 16));
+}
