@@ -79,6 +79,11 @@ impl Catalog {
                 Found::Referral(ns) => {
                     if hop == 0 {
                         referral(zone, &ns.records, &mut answer);
+                    } else {
+                        // RFC 1034 section 4.3.2 step 3b: a CNAME chain into
+                        // a delegation ends with its referral; the CNAMEs
+                        // before it stay authoritative.
+                        add_referral(zone, &ns.records, &mut answer);
                     }
                     None
                 }
@@ -117,7 +122,16 @@ impl Catalog {
         answer: &mut Answer,
     ) -> Option<Name> {
         if qtype == RecordType::ANY {
-            answer.answers.push(rfc8482_hinfo(owner, zone.default_ttl));
+            // RFC 8482 answers only where data exists: a CNAME is answered
+            // as itself (section 4.1; not followed, as Knot and BIND do),
+            // an empty non-terminal is NODATA, anything else one HINFO.
+            if let Some(cname) = node.rrset(RecordType::CNAME) {
+                answer.answers.push(with_owner(&cname.records[0], owner));
+            } else if node.is_empty_non_terminal() {
+                nodata(zone, answer);
+            } else {
+                answer.answers.push(rfc8482_hinfo(owner, zone.default_ttl));
+            }
             return None;
         }
         if let (Some(service_index), Some(family)) = (node.service, family_of(qtype)) {
@@ -208,6 +222,11 @@ fn nodata(zone: &Zone, answer: &mut Answer) {
 /// A referral: not authoritative, the child's NS set in authority, glue in additional.
 fn referral(zone: &Zone, ns: &[Record], answer: &mut Answer) {
     answer.authoritative = false;
+    add_referral(zone, ns, answer);
+}
+
+/// The child's NS set in authority and its glue in additional.
+fn add_referral(zone: &Zone, ns: &[Record], answer: &mut Answer) {
     answer.authorities.extend_from_slice(ns);
     add_target_addresses(zone, ns, &mut answer.additionals);
 }
