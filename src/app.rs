@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::api;
-use crate::dns::{self, Catalog, Handler, RrlConfig, TcpLimits};
+use crate::dns::{self, Catalog, CookieSecret, Handler, RrlConfig, TcpLimits};
 use crate::health::Health;
 use crate::metrics::Counters;
 use crate::nats;
@@ -38,6 +38,11 @@ pub struct Config {
     pub udp_threads: usize,
     /// Share measurements with other instances through NATS JetStream.
     pub nats: Option<nats::Options>,
+    /// `--nsid`: the name server identifier sent to requestors that ask.
+    pub nsid: Option<String>,
+    /// `--cookie-secret-file`: the DNS Cookie secret shared by instances;
+    /// else one generated in the state directory.
+    pub cookie_secret_file: Option<PathBuf>,
 }
 
 /// The running server's zones and steering state.
@@ -61,7 +66,7 @@ impl App {
     pub fn load(
         zone_paths: Vec<PathBuf>,
         max_blocks: usize,
-        rrl: RrlConfig,
+        dns: dns::Options,
     ) -> Result<App, ZoneErrors> {
         let zones = zone::load_paths(&zone_paths)?;
         let engine = Arc::new(Engine::default());
@@ -72,7 +77,7 @@ impl App {
             health: Health::new(Arc::clone(&engine)),
             counters: Arc::default(),
             engine,
-            handler: Arc::new(Handler::new(Catalog::new(zones, steering), rrl)),
+            handler: Arc::new(Handler::with_options(Catalog::new(zones, steering), dns)),
             reload_lock: Mutex::new(()),
         })
     }
@@ -157,10 +162,11 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         Some(options) => Some((options, state_dir.instance_id()?)),
         None => None,
     };
+    let dns_options = dns_options(&config)?;
     let app = Arc::new(App::load(
         config.zones.clone(),
         config.max_blocks,
-        config.rrl.clone(),
+        dns_options,
     )?);
     let (journal, recovery) = state_dir.recover(app.shared_engine())?;
     state::log_recovery(&config.state_dir, &recovery);
@@ -212,6 +218,24 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
         error!(error = %e, "final snapshot failed; the journal keeps everything");
     }
     Ok(())
+}
+
+/// The DNS handler's options: rate limiting, NSID, the cookie secret.
+fn dns_options(config: &Config) -> Result<dns::Options, Box<dyn Error>> {
+    let nsid = config.nsid.as_ref().map(|n| n.as_bytes().to_vec());
+    if nsid
+        .as_ref()
+        .is_some_and(|n| n.is_empty() || n.len() > dns::MAX_NSID_LEN)
+    {
+        return Err(format!("--nsid takes 1 to {} bytes", dns::MAX_NSID_LEN).into());
+    }
+    let cookie_secret = CookieSecret::load(config.cookie_secret_file.as_deref(), &config.state_dir)
+        .map_err(|e| format!("dns cookie secret: {e}"))?;
+    Ok(dns::Options {
+        rrl: config.rrl.clone(),
+        nsid,
+        cookie_secret,
+    })
 }
 
 /// Runs the load ticks and logs every move.

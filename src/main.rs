@@ -114,6 +114,14 @@ struct ServeArgs {
     load_interval_ms: u64,
     #[command(flatten)]
     nats: NatsArgs,
+    /// Name server identifier sent to resolvers that ask for it (RFC 5001 NSID).
+    #[arg(long)]
+    nsid: Option<String>,
+    /// DNS Cookie secret (32 hex digits), the same on every instance of a
+    /// zone so each accepts the others' cookies; else one is generated in
+    /// the state directory.
+    #[arg(long)]
+    cookie_secret_file: Option<PathBuf>,
 }
 
 /// Sharing through NATS JetStream (docs/MULTI-NODE.md).
@@ -343,6 +351,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_blocks: args.max_blocks,
         udp_threads: args.udp_threads.max(1),
         nats: args.nats.options(),
+        nsid: args.nsid,
+        cookie_secret_file: args.cookie_secret_file,
         tcp: mirrordns::dns::TcpLimits {
             idle: std::time::Duration::from_millis(args.tcp_idle_timeout_ms.max(1)),
             lifetime: std::time::Duration::from_secs(args.tcp_lifetime_s.max(1)),

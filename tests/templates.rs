@@ -1,31 +1,49 @@
 //! The template path (responses encoded once, reused with the query's ID,
-//! flags, question and ECS patched in) answers every query exactly as the
-//! full path (decode, look up, encode) does.
+//! flags, question, cookie and ECS patched in) answers every query exactly
+//! as the full path (decode, look up, encode) does.
 //!
 //! Each case asks one server a query and then a variant of it (another ID,
 //! case, RD/CD, cookie, ECS address in the same cluster): the variant takes the
 //! template path. A fresh server, whose first query always takes the full
 //! path, answers the variant too; both answers must be the same message.
+//! Queries vary the DO bit, NSID (asked of a server with or without one)
+//! and DNS Cookies: a client cookie alone, with a valid server cookie
+//! (echoed as it came) or with a forged one (answered with a fresh one).
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::EdnsCode;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, Record, RecordType};
-use mirrordns::dns::{Catalog, Handler, RrlConfig, Transport};
+use mirrordns::dns::{Catalog, CookieSecret, Handler, Options, RrlConfig, Transport};
 use mirrordns::steering::{Engine, MeasurementRequest};
 use mirrordns::zone::{ZoneSet, load_str};
 use proptest::prelude::*;
 
 const ZONE: &str = include_str!("fixtures/zones/example.test.yaml");
 const SOURCE: &str = "10.1.0.9";
+const SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
+const NSID: &[u8] = b"ns1.test";
+
+fn secret() -> CookieSecret {
+    CookieSecret::from_hex(SECRET).unwrap()
+}
+
+fn now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+}
 
 /// A server whose client network 10.1.0.0/16 is learned (fra fastest) in
 /// every cluster (`v4only` has /20s), so steered answers there do not
-/// rotate between queries.
-fn server() -> Handler {
+/// rotate between queries; with an NSID or without.
+fn server(nsid: bool) -> Handler {
     let zone = load_str(Path::new("example.test.yaml"), ZONE).unwrap();
     let zones = ZoneSet::new(vec![Arc::new(zone)]);
     let engine = Engine::default();
@@ -49,7 +67,47 @@ fn server() -> Handler {
         exempt: Vec::new(),
     };
     // The engine lives on in the handles the catalog holds.
-    Handler::new(Catalog::new(zones, steering), rrl)
+    let options = Options {
+        rrl,
+        nsid: nsid.then(|| NSID.to_vec()),
+        cookie_secret: secret(),
+    };
+    Handler::with_options(Catalog::new(zones, steering), options)
+}
+
+/// The COOKIE option a query carries: its bytes, and whether its server
+/// cookie is ours, valid and fresh (so that it comes back as it went).
+#[derive(Clone, Debug)]
+struct Cookie {
+    bytes: Vec<u8>,
+    echoed: bool,
+}
+
+/// A client cookie alone, with a server cookie of ours made a while ago,
+/// or with a forged one (ours, for another client cookie).
+fn cookie() -> impl Strategy<Value = Cookie> {
+    let source: IpAddr = SOURCE.parse().unwrap();
+    let server = move |client: &[u8; 8], age: u32| {
+        secret().server_cookie(client, [0; 3], now() - age, source)
+    };
+    prop_oneof![
+        any::<[u8; 8]>().prop_map(|c| Cookie {
+            bytes: c.to_vec(),
+            echoed: false
+        }),
+        (
+            any::<[u8; 8]>(),
+            prop::sample::select(vec![0u32, 5, 600, 2000])
+        )
+            .prop_map(move |(c, age)| Cookie {
+                bytes: [&c[..], &server(&c, age)[..]].concat(),
+                echoed: age < 1800,
+            }),
+        any::<[u8; 8]>().prop_map(move |c| Cookie {
+            bytes: [&c[..], &server(&[0; 8], 0)[..]].concat(),
+            echoed: false,
+        }),
+    ]
 }
 
 #[derive(Clone, Debug)]
@@ -63,8 +121,10 @@ struct Asked {
     case: Vec<bool>,
     /// `None`: no EDNS; else the payload size and an ECS (third octet, source length).
     edns: Option<(u16, Option<(u8, u8)>)>,
-    /// With EDNS, an RFC 7873 client cookie too (ignored by the answer).
-    cookie: bool,
+    /// With EDNS: the DO bit, NSID asked for, and an RFC 7873 cookie.
+    dnssec_ok: bool,
+    nsid: bool,
+    cookie: Option<Cookie>,
 }
 
 impl Asked {
@@ -87,9 +147,14 @@ impl Asked {
                     ClientSubnet::new(format!("10.1.{third}.0").parse().unwrap(), source, 0);
                 edns.options_mut().insert(EdnsOption::Subnet(subnet));
             }
-            if self.cookie {
+            edns.set_dnssec_ok(self.dnssec_ok);
+            if self.nsid {
                 edns.options_mut()
-                    .insert(EdnsOption::Unknown(10, vec![0x5a; 8]));
+                    .insert(EdnsOption::Unknown(3, Vec::new()));
+            }
+            if let Some(c) = &self.cookie {
+                edns.options_mut()
+                    .insert(EdnsOption::Unknown(10, c.bytes.clone()));
             }
             m.set_edns(edns);
         }
@@ -142,18 +207,23 @@ fn asked() -> impl Strategy<Value = Asked> {
         any::<bool>(),
         prop::collection::vec(any::<bool>(), 1..6),
         edns,
-        any::<bool>(),
+        (any::<bool>(), any::<bool>(), prop::option::of(cookie())),
     )
-        .prop_map(|(name, qtype, id, rd, cd, case, edns, cookie)| Asked {
-            name: name.to_string(),
-            qtype,
-            id,
-            rd,
-            cd,
-            case,
-            edns: edns.map(|(payload, ecs)| (payload, ecs.map(|(third, s)| (masked(third, s), s)))),
-            cookie,
-        })
+        .prop_map(
+            |(name, qtype, id, rd, cd, case, edns, (dnssec_ok, nsid, cookie))| Asked {
+                name: name.to_string(),
+                qtype,
+                id,
+                rd,
+                cd,
+                case,
+                edns: edns
+                    .map(|(payload, ecs)| (payload, ecs.map(|(third, s)| (masked(third, s), s)))),
+                dnssec_ok,
+                nsid,
+                cookie,
+            },
+        )
 }
 
 /// The third octet with no bit set beyond a `source`-bit prefix.
@@ -170,7 +240,7 @@ fn masked(third: u8, source: u8) -> u8 {
 fn variant(
     a: &Asked,
     id: u16,
-    (rd, cd, cookie): (bool, bool, bool),
+    (rd, cd, cookie): (bool, bool, Option<Cookie>),
     case: Vec<bool>,
     third: u8,
 ) -> Asked {
@@ -188,10 +258,44 @@ fn variant(
     }
 }
 
-/// The message with every owner name lowercased: answers may carry the
-/// owner in the case of the question they point back to.
+/// The server cookie of a response: the client cookie asked with, then a
+/// server cookie of ours for it (echoed when the query's was valid and
+/// fresh, else made at the time of the answer).
+fn check_cookie(asked: &Asked, response: &Message) -> Result<(), TestCaseError> {
+    let option = response
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Cookie));
+    let Some(cookie) = asked.cookie.as_ref().filter(|_| asked.edns.is_some()) else {
+        prop_assert!(option.is_none(), "a cookie nobody asked for");
+        return Ok(());
+    };
+    let Some(EdnsOption::Unknown(10, got)) = option else {
+        return Err(TestCaseError::fail(format!("no cookie: {option:?}")));
+    };
+    let sent = &cookie.bytes;
+    prop_assert_eq!(got.len(), 24);
+    prop_assert_eq!(&got[..8], &sent[..8], "the client cookie");
+    let timestamp = u32::from_be_bytes([got[12], got[13], got[14], got[15]]);
+    let client: [u8; 8] = got[..8].try_into().unwrap();
+    let ours = secret().server_cookie(&client, [0; 3], timestamp, SOURCE.parse().unwrap());
+    prop_assert_eq!(&got[8..], &ours[..], "a server cookie of ours");
+    if cookie.echoed {
+        prop_assert_eq!(got, sent, "echoed");
+    } else {
+        prop_assert!(now().abs_diff(timestamp) <= 2, "made now");
+    }
+    Ok(())
+}
+
+/// The message with every owner name lowercased (answers may carry the
+/// owner in the case of the question they point back to) and without its
+/// cookie, which [`check_cookie`] has looked at.
 fn normalized(bytes: &[u8]) -> Message {
     let mut m = Message::from_vec(bytes).unwrap();
+    if let Some(e) = m.edns.as_mut() {
+        e.options_mut().remove(EdnsCode::Cookie);
+    }
     let lower = |records: &mut Vec<Record>| {
         for r in records.iter_mut() {
             r.name = r.name.to_lowercase();
@@ -212,24 +316,34 @@ proptest! {
         id in any::<u16>(),
         rd in any::<bool>(),
         cd in any::<bool>(),
-        cookie in any::<bool>(),
+        cookie in prop::option::weighted(0.75, cookie()),
         case in prop::collection::vec(any::<bool>(), 1..6),
         third in 0u8..=255,
         tcp in any::<bool>(),
+        nsid in any::<bool>(),
     ) {
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let source: IpAddr = SOURCE.parse().unwrap();
         let second = variant(&first, id, (rd, cd, cookie), case, third);
+        let wire = second.wire();
 
-        let warm = server();
+        let warm = server(nsid);
         warm.handle(&first.wire(), source, transport);
-        let reused = warm.handle(&second.wire(), source, transport);
-        let fresh = server().handle(&second.wire(), source, transport);
+        let reused = warm.handle(&wire, source, transport);
+        let fresh = server(nsid).handle(&wire, source, transport);
 
         let (reused, fresh) = (reused.expect("an answer"), fresh.expect("an answer"));
-        prop_assert_eq!(&reused[..2], &second.wire()[..2], "the ID");
-        let question_end = 12 + second.wire()[12..].iter().position(|b| *b == 0).unwrap() + 5;
-        prop_assert_eq!(&reused[12..question_end], &second.wire()[12..question_end], "the question as asked");
+        prop_assert_eq!(&reused[..2], &wire[..2], "the ID");
+        let question_end = 12 + wire[12..].iter().position(|b| *b == 0).unwrap() + 5;
+        prop_assert_eq!(&reused[12..question_end], &wire[12..question_end], "the question as asked");
+        let (reused_m, fresh_m) = (Message::from_vec(&reused).unwrap(), Message::from_vec(&fresh).unwrap());
+        check_cookie(&second, &reused_m)?;
+        check_cookie(&second, &fresh_m)?;
+        if let Some(edns) = &reused_m.edns {
+            prop_assert_eq!(edns.flags().dnssec_ok, second.dnssec_ok, "the DO bit");
+            let nsid_option = edns.option(EdnsCode::NSID).is_some();
+            prop_assert_eq!(nsid_option, nsid && second.nsid, "NSID when asked of a server with one");
+        }
         prop_assert_eq!(normalized(&reused), normalized(&fresh));
     }
 }

@@ -1,35 +1,40 @@
 //! Encoded responses reused across queries: the lean path for the shape
-//! nearly every query has (one question; no EDNS, or EDNS 0 with at most an
-//! ECS option).
+//! nearly every query has (one question; no EDNS, or EDNS 0 with options
+//! that are well formed).
 //!
-//! The first query of a name, type and shape goes the full way (hickory
-//! decodes, the catalog answers, hickory encodes); its response bytes become
-//! a template. A later query gets a copy with exactly what the full path
-//! copies from a request patched in: the ID, the RD and CD flags, the
-//! question as asked (its case), and the ECS address and scope. For a steered
-//! name the steering decision is still made per query; there is one template
-//! per mirror it can pick. Anything else goes the full way, as does any
-//! template that does not fit the response size limit. A property test holds
-//! both paths to the same answers.
+//! The first query of a name, type and shape goes the full way (decoded,
+//! answered from the catalog, encoded by hickory); its response bytes
+//! become a template. A later query gets a copy with exactly what the full
+//! path copies from a request patched in: the ID, the RD and CD flags, the
+//! question as asked (its case), the COOKIE option (the client's cookie and
+//! our server cookie, made per query), and the ECS address and scope. The
+//! DO bit and whether NSID was asked are part of the shape, so they have
+//! templates of their own. For a steered name the steering decision is
+//! still made per query; there is one template per mirror it can pick.
+//! Anything else goes the full way, as does any template that does not fit
+//! the response size limit. A property test holds both paths to the same
+//! answers.
 //!
 //! Templates live per thread (each UDP socket has its own), so answering
 //! takes no lock; a reload starts them afresh.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+use super::cookie::RESPONSE_COOKIE_LEN;
+use super::edns::{self, FLAG_DO, OPTION_COOKIE, OPTION_ECS, RequestCookie, RequestOptions};
 use crate::zone::Family;
 
 const HEADER_LEN: usize = 12;
 const MAX_NAME_LEN: usize = 255;
 const TYPE_OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
-const OPTION_ECS: u16 = 8;
 /// An OPT record without options: owner, TYPE, CLASS, TTL, RDLENGTH.
 const OPT_FIXED_LEN: usize = 11;
+/// Our COOKIE option: code, length, client and server cookie.
+const COOKIE_OPTION_LEN: usize = 4 + RESPONSE_COOKIE_LEN;
 /// Names (with their type) and template bytes kept per thread; past either
 /// the cache starts over, so a flood of random names and query shapes costs
 /// some memory for a moment, never for good.
@@ -38,45 +43,26 @@ const MAX_TEMPLATE_BYTES: usize = 16 << 20;
 /// Templates per name: mirrors × query shapes seen.
 const MAX_TEMPLATES_PER_NAME: usize = 64;
 
-/// The ECS option of a query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Ecs {
-    family: u16,
-    source: u8,
-    addr: [u8; 16],
-}
-
-impl Ecs {
-    fn addr_len(&self) -> usize {
-        usize::from(self.source).div_ceil(8)
-    }
-
-    /// The client it speaks for; `None` for source prefix 0 ("use the
-    /// resolver's address", RFC 7871).
-    fn client(&self) -> Option<IpNet> {
-        if self.source == 0 {
-            return None;
-        }
-        let addr = match self.family {
-            1 => IpAddr::V4(Ipv4Addr::new(
-                self.addr[0],
-                self.addr[1],
-                self.addr[2],
-                self.addr[3],
-            )),
-            _ => IpAddr::V6(Ipv6Addr::from(self.addr)),
-        };
-        IpNet::new(addr, self.source).ok()
-    }
-}
-
 /// What a response's OPT record must look like: the part of a query's
-/// shape that changes the response's bytes.
+/// shape that changes the response's bytes beyond what is patched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shape {
     NoEdns,
-    Edns,
-    Ecs { family: u16, source: u8 },
+    Edns {
+        dnssec_ok: bool,
+        cookie: bool,
+        nsid: bool,
+        /// The ECS option's family and source prefix length.
+        ecs: Option<(u16, u8)>,
+    },
+}
+
+/// The request's OPT record, as far as the response depends on it.
+#[derive(Clone, Copy)]
+struct QueryEdns {
+    payload: u16,
+    dnssec_ok: bool,
+    options: RequestOptions,
 }
 
 /// A query of the common shape, read without decoding it into records.
@@ -88,13 +74,12 @@ pub struct Query<'a> {
     key: [u8; MAX_NAME_LEN + 2],
     key_len: usize,
     qtype: u16,
-    edns_payload: Option<u16>,
-    ecs: Option<Ecs>,
+    edns: Option<QueryEdns>,
 }
 
 impl<'a> Query<'a> {
     /// `None` for anything but one question of class IN with no records but
-    /// an optional OPT (version 0, no option but one valid ECS), no name
+    /// an optional OPT (version 0, well-formed options), no name
     /// compression, nothing after it; and for the types answered specially
     /// (zone transfers, OPT).
     pub fn parse(raw: &'a [u8]) -> Option<Query<'a>> {
@@ -128,13 +113,10 @@ impl<'a> Query<'a> {
             key,
             key_len: name_len + 2,
             qtype,
-            edns_payload: None,
-            ecs: None,
+            edns: None,
         };
         if additional == 1 {
-            let (payload, ecs) = read_opt(raw, at)?;
-            query.edns_payload = Some(payload);
-            query.ecs = ecs;
+            query.edns = Some(read_opt(raw, at)?);
         } else if at != raw.len() {
             return None;
         }
@@ -151,24 +133,32 @@ impl<'a> Query<'a> {
     }
 
     fn shape(&self) -> Shape {
-        match (self.edns_payload, self.ecs) {
-            (None, _) => Shape::NoEdns,
-            (Some(_), None) => Shape::Edns,
-            (Some(_), Some(e)) => Shape::Ecs {
-                family: e.family,
-                source: e.source,
+        match self.edns {
+            None => Shape::NoEdns,
+            Some(e) => Shape::Edns {
+                dnssec_ok: e.dnssec_ok,
+                cookie: e.options.cookie.is_some(),
+                nsid: e.options.nsid,
+                ecs: e.options.ecs.map(|ecs| (ecs.family, ecs.source)),
             },
         }
     }
 
     /// The ECS client, if the query names one.
     pub fn ecs_client(&self) -> Option<IpNet> {
-        self.ecs.and_then(|e| e.client())
+        self.edns
+            .and_then(|e| e.options.ecs)
+            .and_then(|ecs| ecs.client())
+    }
+
+    /// The query's COOKIE option, if it has one.
+    pub fn cookie(&self) -> Option<RequestCookie> {
+        self.edns.and_then(|e| e.options.cookie)
     }
 
     /// The UDP payload size the query's OPT record offers, if it has one.
     pub fn edns_payload(&self) -> Option<u16> {
-        self.edns_payload
+        self.edns.map(|e| e.payload)
     }
 
     fn question_end(&self) -> usize {
@@ -200,9 +190,10 @@ fn read_u16(raw: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*raw.get(at)?, *raw.get(at + 1)?]))
 }
 
-/// The OPT record at `at`, which must end the message: its UDP payload size
-/// and ECS option.
-fn read_opt(raw: &[u8], at: usize) -> Option<(u16, Option<Ecs>)> {
+/// The OPT record at `at`, which must end the message: its UDP payload
+/// size, DO bit and options (read as the full path reads them: any it
+/// would answer with FORMERR leave the query to it).
+fn read_opt(raw: &[u8], at: usize) -> Option<QueryEdns> {
     let fixed = raw.get(at..at + OPT_FIXED_LEN)?;
     let owner_is_root = fixed[0] == 0;
     let is_opt = fixed[1..3] == TYPE_OPT.to_be_bytes();
@@ -211,77 +202,17 @@ fn read_opt(raw: &[u8], at: usize) -> Option<(u16, Option<Ecs>)> {
         return None;
     }
     let payload = u16::from_be_bytes([fixed[3], fixed[4]]);
+    let flags = u16::from_be_bytes([fixed[7], fixed[8]]);
     let rdlength = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
     let rdata = raw.get(at + OPT_FIXED_LEN..)?;
     if rdata.len() != rdlength {
         return None;
     }
-    Some((payload, read_options(rdata)?))
-}
-
-/// The options, of which only ECS matters to the answer. Others (a cookie,
-/// padding) are neither echoed nor checked by the full path, so they are
-/// only skipped; but NSID and DAU, which hickory decodes and may refuse,
-/// and any option twice, leave the query to the full path.
-fn read_options(mut rdata: &[u8]) -> Option<Option<Ecs>> {
-    const NSID: u16 = 3;
-    const DAU: u16 = 5;
-    /// More options than this go the full way (no allocation here).
-    const MAX_OPTIONS: usize = 8;
-    let mut ecs = None;
-    let mut seen = [0u16; MAX_OPTIONS];
-    let mut count = 0;
-    while !rdata.is_empty() {
-        let [code_hi, code_lo, len_hi, len_lo, rest @ ..] = rdata else {
-            return None;
-        };
-        let code = u16::from_be_bytes([*code_hi, *code_lo]);
-        let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
-        let body = rest.get(..len)?;
-        rdata = &rest[len..];
-        if count == MAX_OPTIONS || seen[..count].contains(&code) || matches!(code, NSID | DAU) {
-            return None;
-        }
-        seen[count] = code;
-        count += 1;
-        if code == OPTION_ECS {
-            ecs = Some(read_ecs(body)?);
-        }
-    }
-    Some(ecs)
-}
-
-/// A well-formed ECS option body (RFC 7871 section 6): address bytes as many
-/// as the source prefix needs, no bit set beyond it.
-fn read_ecs(body: &[u8]) -> Option<Ecs> {
-    let [family_hi, family_lo, source, _scope, addr @ ..] = body else {
-        return None;
-    };
-    let family = u16::from_be_bytes([*family_hi, *family_lo]);
-    let max_source = match family {
-        1 => 32,
-        2 => 128,
-        _ => return None,
-    };
-    if *source > max_source {
-        return None;
-    }
-    let mut ecs = Ecs {
-        family,
-        source: *source,
-        addr: [0; 16],
-    };
-    if addr.len() != ecs.addr_len() {
-        return None;
-    }
-    let spare_bits = ecs.addr_len() * 8 - usize::from(*source);
-    if let Some(last) = addr.last()
-        && last & ((1u16 << spare_bits) - 1) as u8 != 0
-    {
-        return None;
-    }
-    ecs.addr[..addr.len()].copy_from_slice(addr);
-    Some(ecs)
+    Some(QueryEdns {
+        payload,
+        dnssec_ok: flags & FLAG_DO != 0,
+        options: edns::read_options(rdata).ok()?,
+    })
 }
 
 /// How the answer for a name and type comes about, for one catalog.
@@ -361,6 +292,17 @@ pub enum Found<D> {
     Unknown,
 }
 
+/// What the server adds to a response beyond what the query's options
+/// decide, and what it patches in per query.
+#[derive(Clone, Copy)]
+pub struct Extras<'c> {
+    /// The COOKIE option's data for this response, when the query has one.
+    pub cookie: Option<&'c [u8; RESPONSE_COOKIE_LEN]>,
+    /// Our NSID option's length (code and length included), 0 with none
+    /// configured: a query asking for it gets it.
+    pub nsid_option_len: usize,
+}
+
 /// One look at this thread's templates: `decide` gets the route of the
 /// query's name and says which mirror answers and with what ECS scope (and
 /// anything the caller wants back on a miss); the response is the template
@@ -370,6 +312,7 @@ pub fn answer<D>(
     query: &Query,
     limit: usize,
     decide: impl FnOnce(Route) -> (Option<usize>, u8, Option<D>),
+    extras: Extras,
     out: &mut Vec<u8>,
 ) -> Found<D> {
     let shape = query.shape();
@@ -384,7 +327,7 @@ pub fn answer<D>(
             .find(|t| t.mirror == mirror && t.shape == shape && t.bytes.len() <= limit);
         match template {
             Some(t) => {
-                patch(&t.bytes, query, scope, out);
+                patch(&t.bytes, query, scope, extras, out);
                 Found::Written
             }
             None => Found::Missing(decided),
@@ -392,9 +335,9 @@ pub fn answer<D>(
     })
 }
 
-/// The template with this query's ID, RD and CD flags, question, and ECS
-/// address and scope, into `bytes` (whose allocation is reused).
-fn patch(template: &[u8], query: &Query, scope: u8, bytes: &mut Vec<u8>) {
+/// The template with this query's ID, RD and CD flags, question, cookie,
+/// and ECS address and scope, into `bytes` (whose allocation is reused).
+fn patch(template: &[u8], query: &Query, scope: u8, extras: Extras, bytes: &mut Vec<u8>) {
     bytes.clear();
     bytes.extend_from_slice(template);
     bytes[..2].copy_from_slice(&query.raw[..2]);
@@ -404,7 +347,11 @@ fn patch(template: &[u8], query: &Query, scope: u8, bytes: &mut Vec<u8>) {
     bytes[3] = (bytes[3] & !CD) | (query.raw[3] & CD);
     let question = HEADER_LEN..query.question_end();
     bytes[question.clone()].copy_from_slice(&query.raw[question]);
-    if let Some(ecs) = query.ecs {
+    if let Some(cookie) = extras.cookie {
+        let at = bytes.len() - opt_len(query.shape(), extras.nsid_option_len) + OPT_FIXED_LEN + 4;
+        bytes[at..at + RESPONSE_COOKIE_LEN].copy_from_slice(cookie);
+    }
+    if let Some(ecs) = query.edns.and_then(|e| e.options.ecs) {
         let addr_len = ecs.addr_len();
         let addr_at = bytes.len() - addr_len;
         bytes[addr_at..].copy_from_slice(&ecs.addr[..addr_len]);
@@ -414,8 +361,8 @@ fn patch(template: &[u8], query: &Query, scope: u8, bytes: &mut Vec<u8>) {
 
 /// Cuts `response` to what the rate limiter's slip sends: header and
 /// question, OPT kept, TC set, nothing else.
-pub fn truncate(response: &mut Vec<u8>, query: &Query) {
-    let opt_len = opt_len(query.shape());
+pub fn truncate(response: &mut Vec<u8>, query: &Query, nsid_option_len: usize) {
+    let opt_len = opt_len(query.shape(), nsid_option_len);
     let question_end = query.question_end();
     let opt_at = response.len() - opt_len;
     response.copy_within(opt_at.., question_end);
@@ -424,20 +371,34 @@ pub fn truncate(response: &mut Vec<u8>, query: &Query) {
     response[6..12].copy_from_slice(&[0, 0, 0, 0, 0, u8::from(opt_len > 0)]);
 }
 
-/// The length of our OPT record for a query of `shape` (0: none).
-fn opt_len(shape: Shape) -> usize {
+/// The length of our OPT record for a query of `shape` (0: none): the
+/// COOKIE option first, then NSID, then the ECS echo last.
+fn opt_len(shape: Shape, nsid_option_len: usize) -> usize {
     match shape {
         Shape::NoEdns => 0,
-        Shape::Edns => OPT_FIXED_LEN,
-        Shape::Ecs { source, .. } => OPT_FIXED_LEN + 8 + usize::from(source).div_ceil(8),
+        Shape::Edns {
+            cookie, nsid, ecs, ..
+        } => {
+            OPT_FIXED_LEN
+                + if cookie { COOKIE_OPTION_LEN } else { 0 }
+                + if nsid { nsid_option_len } else { 0 }
+                + ecs.map_or(0, |(_, source)| 8 + usize::from(source).div_ceil(8))
+        }
     }
 }
 
 /// Keeps the full path's `response` to `query` as a template, if it has the
 /// layout patching relies on: the question as asked right after the header,
-/// and the OPT, when there is one, last, with the ECS echo at its end.
-pub fn remember(generation: u64, query: &Query, answered: Answered, response: &[u8]) {
-    if !has_patchable_layout(query, response) {
+/// and the OPT, when there is one, last, with the COOKIE option first and
+/// the ECS echo at its end.
+pub fn remember(
+    generation: u64,
+    query: &Query,
+    answered: Answered,
+    response: &[u8],
+    nsid_option_len: usize,
+) {
+    if !has_patchable_layout(query, response, nsid_option_len) {
         return;
     }
     with_cache(generation, |cache| {
@@ -469,9 +430,10 @@ pub fn remember(generation: u64, query: &Query, answered: Answered, response: &[
     });
 }
 
-fn has_patchable_layout(query: &Query, response: &[u8]) -> bool {
+fn has_patchable_layout(query: &Query, response: &[u8], nsid_option_len: usize) -> bool {
     let question = HEADER_LEN..query.question_end();
-    let opt_len = opt_len(query.shape());
+    let shape = query.shape();
+    let opt_len = opt_len(shape, nsid_option_len);
     let same_question = response.get(question.clone()) == query.raw.get(question);
     let counts = response.get(4..6) == Some(&[0, 1]);
     let truncated = response.get(2).is_none_or(|f| f & 0x02 != 0);
@@ -479,15 +441,21 @@ fn has_patchable_layout(query: &Query, response: &[u8]) -> bool {
         return false;
     }
     let opt = &response[response.len() - opt_len..];
-    let opt_is_last = opt_len == 0 || opt[..3] == [0, 0, 41];
-    let Some(ecs) = query.ecs else {
-        return opt_is_last;
+    let Shape::Edns { cookie, ecs, .. } = shape else {
+        return true;
     };
-    let option = &opt[OPT_FIXED_LEN..];
-    opt_is_last
-        && option[..2] == OPTION_ECS.to_be_bytes()
-        && option[4..6] == ecs.family.to_be_bytes()
-        && option[6] == ecs.source
+    let rdlength = u16::from_be_bytes([opt[9], opt[10]]);
+    let opt_is_last = opt[..3] == [0, 0, 41] && usize::from(rdlength) == opt_len - OPT_FIXED_LEN;
+    let cookie_first = !cookie
+        || opt[OPT_FIXED_LEN..OPT_FIXED_LEN + 4]
+            == [0, OPTION_COOKIE as u8, 0, RESPONSE_COOKIE_LEN as u8];
+    let ecs_last = ecs.is_none_or(|(family, source)| {
+        let option = &opt[opt_len - 8 - usize::from(source).div_ceil(8)..];
+        option[..2] == OPTION_ECS.to_be_bytes()
+            && option[4..6] == family.to_be_bytes()
+            && option[6] == source
+    });
+    opt_is_last && cookie_first && ecs_last
 }
 
 #[cfg(test)]
@@ -528,29 +496,44 @@ mod tests {
             &[0, 8, 0, 7, 0, 1, 23, 0, 198, 51, 101],        // a bit beyond the prefix
             &[0, 8, 0, 7, 0, 3, 24, 0, 198, 51, 100],        // no such family
             &[0, 8, 0, 8, 0, 1, 24, 0, 198, 51, 100],        // longer than its option
-            &[0, 3, 0, 0],                                   // NSID: hickory decodes it
-            &[0, 10, 0, 0, 0, 10, 0, 0],                     // an option twice
+            &[0, 10, 0, 5, 1, 2, 3, 4, 5],                   // a cookie too short
+            &[0, 8, 0, 4, 0, 1, 0, 0, 0, 8, 0, 4, 0, 1, 0, 0], // ECS twice
         ] {
             assert!(Query::parse(&query(Some(bad))).is_none(), "{bad:?}");
         }
     }
 
     #[test]
-    fn a_cookie_beside_the_ecs_option_is_skipped() {
-        let with_cookie = [
+    fn a_cookie_nsid_and_the_do_bit_are_part_of_the_shape() {
+        let options = [
             0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, // a client cookie
+            0, 3, 0, 0, // NSID asked for
+            0, 12, 0, 2, 0, 0, // padding, skipped
             0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100,
         ];
-        let raw = query(Some(&with_cookie));
+        let mut raw = query(Some(&options));
         let q = Query::parse(&raw).unwrap();
         assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
-        assert_eq!(
+        assert_eq!(q.cookie().unwrap().client, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let shape = Shape::Edns {
+            dnssec_ok: false,
+            cookie: true,
+            nsid: true,
+            ecs: Some((1, 24)),
+        };
+        assert_eq!(q.shape(), shape);
+        assert_eq!(opt_len(shape, 4 + 5), 11 + 28 + 9 + 11);
+        assert_eq!(opt_len(shape, 0), 11 + 28 + 11);
+        let do_at = raw.len() - options.len() - 4;
+        raw[do_at] = 0x80;
+        let q = Query::parse(&raw).unwrap();
+        assert!(matches!(
             q.shape(),
-            Shape::Ecs {
-                family: 1,
-                source: 24
+            Shape::Edns {
+                dnssec_ok: true,
+                ..
             }
-        );
+        ));
     }
 
     #[test]
@@ -563,7 +546,10 @@ mod tests {
         response[2] |= 0x80;
         let mut trailing = query(None);
         trailing.push(0);
-        for raw in [compressed, two_questions, response, trailing] {
+        let mut version_1 = query(Some(&[]));
+        let at = version_1.len() - 5;
+        version_1[at] = 1;
+        for raw in [compressed, two_questions, response, trailing, version_1] {
             assert!(Query::parse(&raw).is_none());
         }
     }

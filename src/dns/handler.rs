@@ -1,19 +1,25 @@
 //! One request → one response, in wire bytes. Owns everything a response's
-//! header and OPT record must say: flags, rcodes for bad requests, EDNS
-//! version and size, the ECS echo, and truncation.
+//! header and OPT record must say: flags, rcodes for bad requests (with the
+//! question and an OPT wherever the request allows), EDNS version, size
+//! and DO bit, the ECS echo, cookies, NSID, extended errors, TSIG refusal,
+//! and truncation.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::tsig::{TSIG, TsigError, make_tsig_record};
 use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
+use hickory_proto::serialize::binary::BinEncodable;
 use ipnet::IpNet;
 
+use super::cookie::{self, CookieSecret, ResponseCookie};
+use super::edns::{self, Ecs, OPTION_COOKIE, OPTION_ECS, OPTION_EDE, OPTION_NSID};
 use super::lookup::Answer;
+use super::request::{Opt, Request};
 use super::rrl::{Rrl, RrlConfig, Verdict};
 use super::{Catalog, fast};
 use crate::steering::Decision;
@@ -36,7 +42,27 @@ pub struct Handler {
     catalog: ArcSwap<Catalog>,
     stats: QueryStats,
     rrl: Rrl,
+    /// `serve --nsid`: sent to requestors that ask (RFC 5001).
+    nsid: Option<Box<[u8]>>,
+    cookies: CookieSecret,
 }
+
+/// How a server answers beyond its zones: `serve`'s DNS options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub rrl: RrlConfig,
+    /// Our name server identifier, at most [`MAX_NSID_LEN`] bytes.
+    pub nsid: Option<Vec<u8>>,
+    pub cookie_secret: CookieSecret,
+}
+
+/// The longest NSID we send: it rides in every response that asks for it,
+/// 512-byte ones included.
+pub const MAX_NSID_LEN: usize = 128;
+
+/// Extended DNS Errors (RFC 8914) we send.
+const EDE_NOT_AUTHORITATIVE: u16 = 20;
+const EDE_NOT_SUPPORTED: u16 = 21;
 
 /// The query types counted on their own; the rest count as "other".
 const COUNTED_TYPES: [RecordType; 12] = [
@@ -130,18 +156,31 @@ impl QueryStats {
     }
 }
 
-/// What the request's OPT record asked for, as far as the response needs it.
-struct RequestEdns {
-    max_payload: u16,
-    subnet: Option<ClientSubnet>,
-}
-
 impl Handler {
+    /// A handler with rate limiting as `rrl` says, no NSID and a cookie
+    /// secret of its own.
     pub fn new(catalog: Catalog, rrl: RrlConfig) -> Self {
+        Handler::with_options(
+            catalog,
+            Options {
+                rrl,
+                nsid: None,
+                cookie_secret: CookieSecret::random(),
+            },
+        )
+    }
+
+    pub fn with_options(catalog: Catalog, options: Options) -> Self {
+        let mut nsid = options.nsid;
+        if let Some(n) = &mut nsid {
+            n.truncate(MAX_NSID_LEN);
+        }
         Handler {
             catalog: ArcSwap::from_pointee(catalog),
             stats: QueryStats::default(),
-            rrl: Rrl::new(rrl),
+            rrl: Rrl::new(options.rrl),
+            nsid: nsid.map(Vec::into_boxed_slice),
+            cookies: options.cookie_secret,
         }
     }
 
@@ -196,6 +235,12 @@ impl Handler {
         full.map(|response| *out = response).is_some()
     }
 
+    /// The length of our NSID option (code and length included) in a
+    /// response that asks for it; 0 without one.
+    fn nsid_option_len(&self) -> usize {
+        self.nsid.as_ref().map_or(0, |n| 4 + n.len())
+    }
+
     /// Answers from a template, into `out`, when this thread has one for
     /// the query.
     fn answer_from_template(
@@ -221,7 +266,14 @@ impl Handler {
                 }
             }
         };
-        match fast::answer(catalog.generation, query, limit, decide, out) {
+        let cookie = query
+            .cookie()
+            .map(|c| self.cookies.respond(&c, source, cookie::now()));
+        let extras = fast::Extras {
+            cookie: cookie.as_ref().map(|c| &c.bytes),
+            nsid_option_len: self.nsid_option_len(),
+        };
+        match fast::answer(catalog.generation, query, limit, decide, extras, out) {
             fast::Found::Written => {}
             fast::Found::Missing(Some(decision)) => return Templated::Decided(decision),
             fast::Found::Missing(None) | fast::Found::Unknown => return Templated::Unknown,
@@ -230,53 +282,49 @@ impl Handler {
         let rcode = ResponseCode::from(0, out[3] & 0x0f);
         self.stats.record(Some(qtype), rcode);
         let verdict = match transport {
-            Transport::Udp => self.rrl.check(source, query.lower_name(), qtype, rcode),
-            Transport::Tcp => Verdict::Send,
+            Transport::Udp if !cookie.is_some_and(|c| c.valid) => {
+                self.rrl.check(source, query.lower_name(), qtype, rcode)
+            }
+            _ => Verdict::Send,
         };
         Templated::Done(match verdict {
             Verdict::Send => true,
             Verdict::Drop => false,
             Verdict::Truncate => {
-                fast::truncate(out, query);
+                fast::truncate(out, query, self.nsid_option_len());
                 true
             }
         })
     }
 
-    /// Decodes the request with hickory, answers from the catalog, encodes;
+    /// Reads the request, answers from the catalog, encodes with hickory;
     /// keeps the response as a template when the query has the common shape.
     fn full_path(
         &self,
         catalog: &Catalog,
-        request: &[u8],
+        raw: &[u8],
         query: Option<&fast::Query>,
         decided: Option<Decision>,
         source: IpAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        let header = Header::read(&mut BinDecoder::new(request)).ok()?;
-        if header.metadata.message_type != MessageType::Query {
-            return None;
-        }
-        let message = match Message::from_vec(request) {
-            Ok(m) => m,
-            Err(_) => {
-                self.stats.record(None, ResponseCode::FormErr);
-                return encode_bare(
-                    header.metadata.id,
-                    header.metadata.op_code,
-                    ResponseCode::FormErr,
-                );
-            }
-        };
-        let (mut response, limit, answered) =
-            self.respond(catalog, &message, request, source, transport, decided);
-        let qtype = message.queries.first().map(|q| q.query_type());
-        self.stats.record(qtype, response.metadata.response_code);
+        let request = Request::read(raw)?;
+        let Responded {
+            mut response,
+            limit,
+            answered,
+            cookie_valid,
+        } = self.respond(catalog, &request, source, transport, decided);
+        let question = request.question.as_ref();
+        self.stats.record(
+            question.map(Query::query_type),
+            response.metadata.response_code,
+        );
         let mut verdict = Verdict::Send;
         if transport == Transport::Udp
+            && !cookie_valid
             && self.rrl.limits(source)
-            && let Some(q) = message.queries.first()
+            && let Some(q) = question
         {
             let name = q.name().to_lowercase().to_bytes().unwrap_or_default();
             verdict = self.rrl.check(
@@ -301,7 +349,13 @@ impl Handler {
         if verdict == Verdict::Send
             && let (Some(q), Some(answered)) = (query, answered)
         {
-            fast::remember(catalog.generation, q, answered, &bytes);
+            fast::remember(
+                catalog.generation,
+                q,
+                answered,
+                &bytes,
+                self.nsid_option_len(),
+            );
         }
         Some(bytes)
     }
@@ -311,53 +365,184 @@ impl Handler {
         &self.stats
     }
 
-    /// The response, the size it must fit in, and, for an answer worth
-    /// keeping as a template, how it came about.
+    /// The response to a request, checked in the order the RFCs give: the
+    /// opcode, the message's form, TSIG, the EDNS version, the EDNS
+    /// options, then the question.
     fn respond(
         &self,
         catalog: &Catalog,
-        request: &Message,
-        raw: &[u8],
+        request: &Request,
         source: IpAddr,
         transport: Transport,
         decided: Option<Decision>,
-    ) -> (Message, usize, Option<fast::Answered>) {
-        let mut response = Message::response(request.metadata.id, request.metadata.op_code);
-        response.metadata.recursion_desired = request.metadata.recursion_desired;
-        response.metadata.checking_disabled = request.metadata.checking_disabled;
-        response.add_queries(request.queries.iter().cloned());
-
-        let edns = match request
-            .edns
-            .as_ref()
-            .map(|e| check_edns(e, raw))
-            .transpose()
-        {
-            Ok(e) => e,
-            Err(rcode) => {
-                let payload = request.edns.as_ref().map(|_| OUR_UDP_PAYLOAD);
-                return (
-                    error_response(response, rcode, payload),
-                    usize::from(CLASSIC_UDP_PAYLOAD),
-                    None,
-                );
+    ) -> Responded {
+        let header = &request.header.metadata;
+        let mut response = Message::response(header.id, header.op_code);
+        response.metadata.recursion_desired = header.recursion_desired;
+        response.queries.extend(request.question.iter().cloned());
+        let limit = response_limit(transport, request.opt.map(|o| o.payload));
+        let mut responded = Responded {
+            response,
+            limit,
+            answered: None,
+            cookie_valid: false,
+        };
+        let mut opt = request.opt.map(OurOpt::new);
+        let error = |responded: &mut Responded, rcode, opt: Option<OurOpt>| {
+            responded.response.metadata.response_code = rcode;
+            if let Some(o) = opt {
+                responded.response.set_edns(o.encode(self.nsid.as_deref()));
             }
         };
-        let limit = response_limit(transport, edns.as_ref().map(|e| e.max_payload));
-        if let Some(rcode) = precheck(request) {
-            response.metadata.response_code = rcode;
-            set_opt(&mut response, edns.as_ref(), None);
-            return (response, limit, None);
+        // RFC 1035: NOTIMP for what we do not implement, whatever its
+        // body; its flags beyond RD are not ours to copy (Knot gives rd only).
+        if header.op_code != OpCode::Query {
+            error(&mut responded, ResponseCode::NotImp, opt);
+            return responded;
         }
-        let query = &request.queries[0];
-        let ecs = edns.as_ref().and_then(|e| e.subnet).and_then(ecs_prefix);
-        let client = client_of(ecs, source);
+        responded.response.metadata.checking_disabled = header.checking_disabled;
+        if request.malformed.is_some() {
+            error(&mut responded, ResponseCode::FormErr, opt);
+            return responded;
+        }
+        if let Some(tsig) = &request.tsig {
+            // RFC 8945 section 5.2: a TSIG that cannot be read is FORMERR;
+            // any other is signed with a key we do not have (5.2.2).
+            match &tsig.rdata {
+                None => error(&mut responded, ResponseCode::FormErr, opt),
+                Some(rdata) => {
+                    error(&mut responded, ResponseCode::NotAuth, opt);
+                    responded.response.signature = Some(Box::new(bad_key(tsig.key.clone(), rdata)));
+                }
+            }
+            return responded;
+        }
+        let mut ecs = None;
+        if let (Some(ours), Some(theirs)) = (&mut opt, request.opt) {
+            if theirs.version > 0 {
+                error(&mut responded, ResponseCode::BADVERS, opt);
+                return responded;
+            }
+            let Ok(options) = edns::read_options(theirs.rdata) else {
+                error(&mut responded, ResponseCode::FormErr, opt);
+                return responded;
+            };
+            // From here on every response says what the options ask for.
+            ecs = options.ecs;
+            ours.ecs = ecs.map(|e| (e, 0));
+            ours.nsid = options.nsid;
+            if let Some(c) = options.cookie {
+                let answer = self.cookies.respond(&c, source, cookie::now());
+                ours.cookie = Some(answer);
+                responded.cookie_valid = answer.valid;
+            }
+        }
+        if let Some((rcode, ede)) = precheck(request) {
+            if let Some(o) = &mut opt {
+                o.ede = ede;
+            }
+            error(&mut responded, rcode, opt);
+            return responded;
+        }
+        let Some(query) = &request.question else {
+            error(&mut responded, ResponseCode::FormErr, opt);
+            return responded;
+        };
+        let client = client_of(ecs.and_then(|e| e.client()), source);
         let answer =
             catalog.lookup_decided(query.name(), query.query_type(), client, source, decided);
-        let answered = template_worthy(&answer);
-        apply(&mut response, answer, edns.as_ref());
-        (response, limit, answered)
+        responded.answered = template_worthy(&answer);
+        let response = &mut responded.response;
+        response.metadata.response_code = answer.rcode;
+        response.metadata.authoritative = answer.authoritative;
+        if let Some(o) = &mut opt {
+            if let Some(e) = &mut o.ecs {
+                e.1 = answer.steered_by.map_or(0, |s| s.scope);
+            }
+            if answer.rcode == ResponseCode::Refused {
+                o.ede = Some(EDE_NOT_AUTHORITATIVE);
+            }
+        }
+        response.answers = answer.answers;
+        response.authorities = answer.authorities;
+        response.additionals = answer.additionals;
+        if let Some(o) = opt {
+            response.set_edns(o.encode(self.nsid.as_deref()));
+        }
+        responded
     }
+}
+
+/// A response before encoding, the size it must fit in, how it came about
+/// (for an answer worth keeping as a template), and whether the request
+/// carried a valid server cookie.
+struct Responded {
+    response: Message,
+    limit: usize,
+    answered: Option<fast::Answered>,
+    cookie_valid: bool,
+}
+
+/// What our OPT record says: the requestor's DO bit, and the options its
+/// own asked for. Encoded with the COOKIE option first and the ECS echo
+/// last, the layout the template path patches.
+#[derive(Clone, Copy)]
+struct OurOpt {
+    dnssec_ok: bool,
+    cookie: Option<ResponseCookie>,
+    nsid: bool,
+    ede: Option<u16>,
+    /// The request's ECS and the scope to echo it with.
+    ecs: Option<(Ecs, u8)>,
+}
+
+impl OurOpt {
+    fn new(request: Opt) -> OurOpt {
+        OurOpt {
+            dnssec_ok: request.dnssec_ok,
+            cookie: None,
+            nsid: false,
+            ede: None,
+            ecs: None,
+        }
+    }
+
+    fn encode(&self, nsid: Option<&[u8]>) -> Edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(OUR_UDP_PAYLOAD);
+        edns.set_dnssec_ok(self.dnssec_ok);
+        let options = edns.options_mut();
+        if let Some(c) = &self.cookie {
+            options.insert(EdnsOption::Unknown(OPTION_COOKIE, c.bytes.to_vec()));
+        }
+        if let (true, Some(id)) = (self.nsid, nsid) {
+            options.insert(EdnsOption::Unknown(OPTION_NSID, id.to_vec()));
+        }
+        if let Some(code) = self.ede {
+            // INFO-CODE, no EXTRA-TEXT.
+            options.insert(EdnsOption::Unknown(OPTION_EDE, code.to_be_bytes().to_vec()));
+        }
+        if let Some((ecs, scope)) = &self.ecs {
+            options.insert(EdnsOption::Unknown(OPTION_ECS, ecs.echo(*scope)));
+        }
+        edns
+    }
+}
+
+/// The TSIG record of our answer to a request signed with a key we do not
+/// have (RFC 8945 section 5.2.2): the request's key and algorithm, no MAC
+/// (the response is unsigned, section 5.3.2), error BADKEY.
+fn bad_key(key: hickory_proto::rr::Name, request: &TSIG) -> hickory_proto::rr::Record<TSIG> {
+    let rdata = TSIG::new(
+        request.algorithm.clone(),
+        request.time,
+        request.fudge,
+        Vec::new(),
+        request.oid,
+        Some(TsigError::BadKey),
+        Vec::new(),
+    );
+    make_tsig_record(key, rdata)
 }
 
 /// What the template path needs to know to reuse a response with this
@@ -394,134 +579,27 @@ enum Templated {
     Unknown,
 }
 
-/// Request problems answered before any lookup.
-fn precheck(request: &Message) -> Option<ResponseCode> {
-    if request.metadata.op_code != OpCode::Query {
-        return Some(ResponseCode::NotImp);
-    }
-    if request.queries.len() != 1 || !request.answers.is_empty() || !request.authorities.is_empty()
-    {
-        return Some(ResponseCode::FormErr);
-    }
-    let query: &Query = &request.queries[0];
+/// Questions answered before any lookup: the rcode, and the extended
+/// error (RFC 8914) that says why.
+fn precheck(request: &Request) -> Option<(ResponseCode, Option<u16>)> {
+    let query: &Query = request.question.as_ref()?;
     if query.query_class() != DNSClass::IN {
-        return Some(ResponseCode::Refused);
+        return Some((ResponseCode::Refused, Some(EDE_NOT_AUTHORITATIVE)));
     }
     match query.query_type() {
         // Zone transfers are not offered.
-        RecordType::AXFR | RecordType::IXFR => Some(ResponseCode::Refused),
-        RecordType::OPT => Some(ResponseCode::FormErr),
+        RecordType::AXFR | RecordType::IXFR => {
+            Some((ResponseCode::Refused, Some(EDE_NOT_SUPPORTED)))
+        }
+        RecordType::OPT => Some((ResponseCode::FormErr, None)),
         _ => None,
     }
-}
-
-/// RFC 6891 version check and RFC 7871 section 7.1.1 ECS validation.
-fn check_edns(edns: &Edns, raw: &[u8]) -> Result<RequestEdns, ResponseCode> {
-    if edns.version() > 0 {
-        return Err(ResponseCode::BADVERS);
-    }
-    let subnet = match edns.option(EdnsCode::Subnet) {
-        Some(EdnsOption::Subnet(s)) => Some(*s),
-        Some(_) => return Err(ResponseCode::FormErr),
-        None => None,
-    };
-    if let Some(s) = subnet {
-        valid_subnet(&s)
-            .then_some(())
-            .ok_or(ResponseCode::FormErr)?;
-        // hickory reads only the address bytes the prefix needs; extra bytes
-        // show as an OPT RDATA longer than the options it decoded.
-        if opt_rdata_len(raw) != Some(options_len(edns)) {
-            return Err(ResponseCode::FormErr);
-        }
-    }
-    Ok(RequestEdns {
-        max_payload: edns.max_payload(),
-        subnet,
-    })
-}
-
-/// The source prefix fits the family, and no address bit is set beyond it.
-fn valid_subnet(subnet: &ClientSubnet) -> bool {
-    match IpNet::new(subnet.addr(), subnet.source_prefix()) {
-        Ok(net) => net.trunc().addr() == subnet.addr(),
-        Err(_) => false,
-    }
-}
-
-fn options_len(edns: &Edns) -> usize {
-    edns.options()
-        .as_ref()
-        .iter()
-        .map(|(_, o)| 4 + usize::from(o.len()))
-        .sum()
-}
-
-/// The RDLENGTH of the request's OPT record (the message already decoded).
-fn opt_rdata_len(raw: &[u8]) -> Option<usize> {
-    opt_rdata_len_of_plain_query(raw).or_else(|| opt_rdata_len_by_walking(raw))
-}
-
-/// The shape of nearly every query (one question, then the OPT as the only
-/// other record, nothing after it): the OPT's RDLENGTH sits right after the
-/// question, reached by skipping its labels. Decoding the message a second
-/// time cost a third of an ECS query.
-fn opt_rdata_len_of_plain_query(raw: &[u8]) -> Option<usize> {
-    const ONE_QUESTION_ONE_ADDITIONAL: [u8; 8] = [0, 1, 0, 0, 0, 0, 0, 1];
-    if raw.get(4..12)? != ONE_QUESTION_ONE_ADDITIONAL {
-        return None;
-    }
-    let mut at = 12;
-    loop {
-        let label = usize::from(*raw.get(at)?);
-        at += 1;
-        match label {
-            0 => break,
-            1..=63 => at += label,
-            _ => return None,
-        }
-    }
-    at += 4; // QTYPE, QCLASS
-    let owner_is_root = *raw.get(at)? == 0;
-    let is_opt = raw.get(at + 1..at + 3)? == u16::from(RecordType::OPT).to_be_bytes();
-    let rdlength = usize::from(u16::from_be_bytes([*raw.get(at + 9)?, *raw.get(at + 10)?]));
-    (owner_is_root && is_opt && at + 11 + rdlength == raw.len()).then_some(rdlength)
-}
-
-/// Any other shape: walk the message with hickory's decoder up to the OPT.
-fn opt_rdata_len_by_walking(raw: &[u8]) -> Option<usize> {
-    let mut decoder = BinDecoder::new(raw);
-    let header = Header::read(&mut decoder).ok()?;
-    for _ in 0..header.counts.queries {
-        Query::read(&mut decoder).ok()?;
-    }
-    let records = header.counts.answers as usize
-        + header.counts.authorities as usize
-        + header.counts.additionals as usize;
-    for _ in 0..records {
-        let start = decoder.index();
-        let record = hickory_proto::rr::Record::read(&mut decoder).ok()?;
-        if record.record_type() == RecordType::OPT {
-            // Owner "." is one byte; TYPE, CLASS, TTL and RDLENGTH are ten.
-            return (decoder.index() - start).checked_sub(11);
-        }
-    }
-    None
 }
 
 /// The client a query speaks for: its ECS prefix when it gives one, else
 /// the source address.
 fn client_of(ecs: Option<IpNet>, source: IpAddr) -> IpNet {
     ecs.unwrap_or_else(|| IpNet::from(source.to_canonical()))
-}
-
-/// The prefix an ECS option names; `None` for source prefix 0, which means
-/// "use the resolver's address" (RFC 7871).
-fn ecs_prefix(subnet: ClientSubnet) -> Option<IpNet> {
-    if subnet.source_prefix() == 0 {
-        return None;
-    }
-    IpNet::new(subnet.addr(), subnet.source_prefix()).ok()
 }
 
 /// The most a response may hold: 512 bytes over UDP without EDNS, the
@@ -533,43 +611,6 @@ fn response_limit(transport: Transport, edns_payload: Option<u16>) -> usize {
             usize::from(edns_payload.map_or(CLASSIC_UDP_PAYLOAD, |p| p.max(CLASSIC_UDP_PAYLOAD)))
         }
     }
-}
-
-fn apply(response: &mut Message, answer: Answer, edns: Option<&RequestEdns>) {
-    response.metadata.response_code = answer.rcode;
-    response.metadata.authoritative = answer.authoritative;
-    response.answers = answer.answers;
-    response.authorities = answer.authorities;
-    response.additionals = answer.additionals;
-    set_opt(response, edns, answer.steered_by.map(|s| s.scope));
-}
-
-/// Adds our OPT record when the request had one, echoing ECS with `scope`
-/// (0 when the answer does not depend on the client).
-fn set_opt(response: &mut Message, edns: Option<&RequestEdns>, scope: Option<u8>) {
-    let Some(request) = edns else { return };
-    let mut ours = Edns::new();
-    ours.set_max_payload(OUR_UDP_PAYLOAD);
-    if let Some(subnet) = request.subnet {
-        let mut echo = subnet;
-        echo.set_scope_prefix(if subnet.source_prefix() == 0 {
-            0
-        } else {
-            scope.unwrap_or(0)
-        });
-        ours.options_mut().insert(EdnsOption::Subnet(echo));
-    }
-    response.set_edns(ours);
-}
-
-fn error_response(mut response: Message, rcode: ResponseCode, payload: Option<u16>) -> Message {
-    response.metadata.response_code = rcode;
-    if let Some(p) = payload {
-        let mut ours = Edns::new();
-        ours.set_max_payload(p);
-        response.set_edns(ours);
-    }
-    response
 }
 
 /// Encodes `response`; when it does not fit in `limit` bytes, sends the
@@ -586,19 +627,14 @@ fn encode_within(mut response: Message, limit: usize) -> Vec<u8> {
     response.metadata.truncation = true;
     match response.to_vec() {
         Ok(bytes) => bytes,
-        Err(_) => encode_bare(
-            response.metadata.id,
-            response.metadata.op_code,
-            ResponseCode::ServFail,
-        )
-        .unwrap_or_default(),
+        Err(_) => encode_bare(response.metadata.id, response.metadata.op_code),
     }
 }
 
-/// A response with only a header: for requests whose body cannot be decoded.
-fn encode_bare(id: u16, op_code: OpCode, rcode: ResponseCode) -> Option<Vec<u8>> {
-    let message = Message::error_msg(id, op_code, rcode);
-    let bytes = message.to_vec().ok()?;
+/// A SERVFAIL with only a header: for a response that cannot be encoded.
+fn encode_bare(id: u16, op_code: OpCode) -> Vec<u8> {
+    let message = Message::error_msg(id, op_code, ResponseCode::ServFail);
+    let bytes = message.to_vec().unwrap_or_default();
     debug_assert!(bytes.len() == HEADER_LEN);
-    Some(bytes)
+    bytes
 }

@@ -1,9 +1,13 @@
 //! The DNS front end: everything that knows the wire format.
 //!
 //! - `handler`: one request in wire bytes → one response in wire bytes
-//!   (header flags, EDNS, ECS, truncation, error rcodes).
+//!   (header flags, EDNS, ECS, cookies, NSID, truncation, error rcodes).
+//! - `request`: a request's header, question, OPT and TSIG, read from the
+//!   wire without decoding record data.
+//! - `edns`: the EDNS options a response depends on.
+//! - `cookie`: DNS Cookies with RFC 9018 server cookies.
 //! - `fast`: responses encoded once and reused with the query's ID, flags,
-//!   question case and ECS patched in: the path most queries take.
+//!   question case, cookie and ECS patched in: the path most queries take.
 //! - `lookup`: one question → answer sections, from a [`Catalog`].
 //! - `listen`: the UDP and TCP sockets.
 //! - `rrl`: response rate limiting for UDP.
@@ -11,13 +15,17 @@
 //! It asks [`crate::steering`] which mirror answers a service name and never
 //! how that was decided.
 
+mod cookie;
+mod edns;
 mod fast;
 mod handler;
 mod listen;
 mod lookup;
+mod request;
 mod rrl;
 
-pub use handler::{Handler, Transport};
+pub use cookie::CookieSecret;
+pub use handler::{Handler, MAX_NSID_LEN, Options, Transport};
 pub use listen::{Listeners, TcpLimits, bind};
 pub use lookup::Answer;
 pub use rrl::RrlConfig;
