@@ -109,6 +109,9 @@ struct Group {
     samples: Vec<BlockSamples>,
     ranking: Vec<MirrorId>,
     latency: Vec<f32>,
+    /// Local mask of the mirrors that cannot reach the group's measured
+    /// sub-blocks: not worth exploring for its silent ones.
+    unreachable: u64,
 }
 
 /// Hands each sub-block to the longest of `root` and `parts` that holds it;
@@ -127,6 +130,7 @@ fn group(
             samples: Vec::new(),
             ranking: Vec::new(),
             latency: Vec::new(),
+            unreachable: 0,
         })
         .collect();
     for (entry, sample) in entries.into_iter().zip(samples) {
@@ -160,6 +164,9 @@ impl Group {
         let current = previous_answer(self.prefix, old).and_then(|id| config.local_index(id));
         let order = policy.rank(&scores, current);
         self.ranking = order.iter().map(|m| config.mirror_ids[*m]).collect();
+        self.unreachable = (0..scores.len())
+            .filter(|m| scores[*m] == Score::Timeout)
+            .fold(0, |mask, m| mask | 1 << m);
         self.latency = order
             .iter()
             .map(|m| match scores[*m] {
@@ -187,10 +194,23 @@ impl Group {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let mut exploring = false;
-        if !self.ranking.is_empty() {
-            for ((prefix, block, _), samples) in self.entries.iter_mut().zip(&self.samples) {
-                exploring |= plan_exploration(*prefix, block, samples, &self.ranking, inputs);
-            }
+        for ((prefix, block, _), samples) in self.entries.iter_mut().zip(&self.samples) {
+            let learning_order;
+            let plan = if self.ranking.is_empty() {
+                learning_order = rotated_mirrors(prefix, inputs.config);
+                Plan {
+                    ranking: &learning_order,
+                    decided: false,
+                    unreachable: 0,
+                }
+            } else {
+                Plan {
+                    ranking: &self.ranking,
+                    decided: true,
+                    unreachable: self.unreachable,
+                }
+            };
+            exploring |= plan_exploration(*prefix, block, samples, &plan, inputs);
         }
         let queries = self.queries();
         let cluster = Cluster::rebuilt(
@@ -212,24 +232,25 @@ fn adopt_busiest_choice(groups: &mut [Group]) {
         .iter()
         .filter(|g| !g.ranking.is_empty())
         .max_by_key(|g| (g.queries(), std::cmp::Reverse(g.prefix)))
-        .map(|g| (g.ranking.clone(), g.latency.clone()));
-    let Some((ranking, latency)) = busiest else {
+        .map(|g| (g.ranking.clone(), g.latency.clone(), g.unreachable));
+    let Some((ranking, latency, unreachable)) = busiest else {
         return;
     };
     for g in groups.iter_mut().filter(|g| g.ranking.is_empty()) {
         if g.samples.iter().all(|s| !is_informed(s)) {
             g.ranking = ranking.clone();
             g.latency = latency.clone();
+            g.unreachable = unreachable;
         }
     }
 }
 
-/// The answer the clients of `prefix` had: its own cluster's, else the
-/// answer of the cluster that held it.
+/// The answer the cluster at `prefix` had, which hysteresis keeps. A part
+/// new to the table has none: it was carved out because the answer around
+/// it does not suit it.
 fn previous_answer(prefix: IpNet, old: &[(IpNet, OldState)]) -> Option<MirrorId> {
     old.iter()
-        .filter(|(p, _)| p.contains(&prefix))
-        .max_by_key(|(p, _)| p.prefix_len())
+        .find(|(p, _)| *p == prefix)
         .and_then(|(_, s)| s.answer())
 }
 
@@ -287,9 +308,9 @@ pub fn is_informed(samples: &BlockSamples) -> bool {
 }
 
 /// The samples of `prefix` for the service's mirrors, as the rules read
-/// them: a timeout counts where the sub-block answered an active probe
-/// within `max_age` of it, or where exploring a mirror brought nothing
-/// back; a sub-block without a single RTT has no samples at all.
+/// them: a timeout counts where the sub-block answered some mirror's active
+/// probe, or where exploring a mirror brought nothing back; a sub-block
+/// without a single RTT has no samples at all.
 pub fn block_samples(prefix: IpNet, block: &Block, inputs: &Inputs) -> BlockSamples {
     let config = inputs.config;
     let measured = inputs.store.get(&prefix);
@@ -302,8 +323,8 @@ pub fn block_samples(prefix: IpNet, block: &Block, inputs: &Inputs) -> BlockSamp
         .map(|(local, id)| {
             let m = measured.and_then(|m| m.get(*id));
             let fresh = m.is_some_and(|m| m.is_fresh(inputs.now, config.max_age));
-            match m.map(|m| (m.rtt, m.time)) {
-                Some((Rtt::Ms(ms), _)) => Some(Sample {
+            match m.map(|m| m.rtt) {
+                Some(Rtt::Ms(ms)) => Some(Sample {
                     rtt: Rtt::Ms(ms),
                     fresh,
                 }),
@@ -311,12 +332,10 @@ pub fn block_samples(prefix: IpNet, block: &Block, inputs: &Inputs) -> BlockSamp
                     rtt: Rtt::Timeout,
                     fresh: true,
                 }),
-                Some((Rtt::Timeout, at)) if answered.is_some_and(|a| a + config.max_age >= at) => {
-                    Some(Sample {
-                        rtt: Rtt::Timeout,
-                        fresh,
-                    })
-                }
+                Some(Rtt::Timeout) if answered.is_some() => Some(Sample {
+                    rtt: Rtt::Timeout,
+                    fresh,
+                }),
                 _ => None,
             }
         })
@@ -331,28 +350,63 @@ pub fn block_samples(prefix: IpNet, block: &Block, inputs: &Inputs) -> BlockSamp
     samples
 }
 
-/// Whether `prefix` is silent now: no active probe of any mirror got an
-/// answer from it within `max_age`.
+/// Whether `prefix` is silent: no active probe of any mirror ever got an
+/// answer from it. Once one did, the target is a real host and timeouts
+/// from other mirrors mean what they say, even where the mirror that
+/// answered is kept fresh by its access log rather than probed again.
 fn is_silent(prefix: &IpNet, inputs: &Inputs) -> bool {
-    let answered = inputs.store.get(prefix).and_then(|m| m.answered_active());
-    answered.is_none_or(|a| a + inputs.config.max_age < inputs.now)
+    inputs
+        .store
+        .get(prefix)
+        .and_then(|m| m.answered_active())
+        .is_none()
+}
+
+/// The order a cluster explores in, and the mirrors it skips.
+struct Plan<'a> {
+    ranking: &'a [MirrorId],
+    /// The cluster answers the first of `ranking`, which needs no exploring.
+    decided: bool,
+    unreachable: u64,
+}
+
+/// The service's mirrors starting at one that depends on the sub-block, so
+/// that the silent sub-blocks of a learning cluster, explored instead of
+/// answered round robin, spread over the mirrors as round robin would.
+fn rotated_mirrors(prefix: &IpNet, config: &ServiceConfig) -> Vec<MirrorId> {
+    let ids = &config.mirror_ids;
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let bits = match prefix {
+        IpNet::V4(n) => u128::from(u32::from(n.addr())) >> (32 - n.prefix_len().min(32)),
+        IpNet::V6(n) => u128::from(n.addr()) >> (128 - n.prefix_len().clamp(1, 128)),
+    };
+    let start = (bits % ids.len() as u128) as usize;
+    ids[start..].iter().chain(&ids[..start]).copied().collect()
 }
 
 /// Sets up (or moves on, or ends) the exploration of a silent sub-block of
 /// a decided cluster: answered with each mirror it lacks an RTT from, in the
 /// cluster's order, [`EXPLORE_TRIES`] times each, so its clients bring the
-/// RTT back through that mirror's access log. Returns whether it explores.
+/// RTT back through that mirror's access log. Mirrors that cannot reach the
+/// cluster's measured sub-blocks are skipped. A learning cluster's silent
+/// sub-blocks are explored too, each from a mirror of its own: for a
+/// cluster that nothing answers but clients, that is how it completes, a
+/// mirror that brings no RTT back counting as unreachable. Returns whether
+/// it explores.
+
 fn plan_exploration(
     prefix: IpNet,
     block: &mut Block,
     samples: &BlockSamples,
-    ranking: &[MirrorId],
+    plan: &Plan,
     inputs: &Inputs,
 ) -> bool {
     let config = inputs.config;
     let silent = inputs.passive != 0 && is_silent(&prefix, inputs);
     let lacking = |local: usize| {
-        inputs.passive & (1 << local) != 0
+        inputs.passive & !plan.unreachable & (1 << local) != 0
             && !matches!(
                 samples.samples[local],
                 Some(Sample {
@@ -371,14 +425,20 @@ fn plan_exploration(
             block.mark_explore_failed(local);
         }
     }
-    let answer = ranking.first().and_then(|id| config.local_index(*id));
-    let next = ranking
+    let answer = plan
+        .ranking
+        .first()
+        .filter(|_| plan.decided)
+        .and_then(|id| config.local_index(*id));
+    let next = plan
+        .ranking
         .iter()
         .filter_map(|id| config.local_index(*id))
         .filter(|local| Some(*local) != answer)
         .find(|local| silent && lacking(*local) && block.explore_failed() & (1 << local) == 0);
-    let plan = next.and_then(|local| Some(Exploring::new(u8::try_from(local).ok()?, inputs.now)));
-    let exploring = plan.is_some();
-    block.set_exploring(plan);
+    let started =
+        next.and_then(|local| Some(Exploring::new(u8::try_from(local).ok()?, inputs.now)));
+    let exploring = started.is_some();
+    block.set_exploring(started);
     exploring
 }
