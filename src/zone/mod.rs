@@ -3,12 +3,21 @@
 //!
 //! A [`ZoneSet`] is one consistent snapshot of every loaded zone; a reload
 //! builds a new one and swaps it in whole, so a query never sees a mix.
+//!
+//! Loading goes in three steps: `parse` reads the YAML (with `positions`, the
+//! line and column of every value), `build` makes the zone of the records it
+//! read, and `validate` checks the zone whole (apex NS, CNAME loops, glue,
+//! data below cuts). [`load_set`] adds the checks between files; `serve` and
+//! `check` both load through it.
 
+mod build;
+mod check;
 mod error;
 mod parse;
 mod positions;
+mod validate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +25,8 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use ipnet::IpNet;
 
-pub use error::{Position, ZoneError, ZoneErrors};
+pub use check::check;
+pub use error::{Position, Severity, ZoneError, ZoneErrors};
 
 /// One authoritative zone, validated.
 #[derive(Debug)]
@@ -280,44 +290,130 @@ impl ZoneSet {
     }
 }
 
-/// Loads and validates every zone in `paths` (files, or directories of
-/// `*.yaml`); any error in any file rejects the whole set.
-pub fn load_paths(paths: &[PathBuf]) -> Result<ZoneSet, ZoneErrors> {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        match zone_files(path) {
-            Ok(found) => files.extend(found),
-            Err(e) => errors.push(e),
-        }
-    }
-    let mut zones: Vec<Arc<Zone>> = Vec::new();
-    for file in &files {
-        match load_file(file) {
-            Ok(zone) => {
-                if let Some(other) = zones.iter().find(|z| z.origin == zone.origin) {
-                    errors.push(ZoneError::new(
-                        file,
-                        None,
-                        format!(
-                            "zone {} is also loaded from {}",
-                            zone.origin,
-                            other.file.display()
-                        ),
-                    ));
-                }
-                zones.push(Arc::new(zone));
-            }
-            Err(e) => errors.extend(e.0),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ZoneErrors(errors));
-    }
-    Ok(ZoneSet::new(zones))
+/// One zone file of a set, as loaded.
+#[derive(Debug)]
+pub struct FileReport {
+    pub file: PathBuf,
+    /// The zone, when the file has no error (another file with the same
+    /// origin is an error of the later file).
+    pub zone: Option<Arc<Zone>>,
+    pub errors: Vec<ZoneError>,
+    pub warnings: Vec<ZoneError>,
 }
 
-/// Loads and validates one zone file.
+/// What loading a set of zone files and directories found: every file with
+/// its errors and warnings, and the problems of the set itself.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub files: Vec<FileReport>,
+    /// Paths that cannot be read or listed.
+    pub errors: Vec<ZoneError>,
+    /// Directories without a zone file (`*.yaml`, `*.yml`).
+    pub empty_directories: Vec<PathBuf>,
+}
+
+impl LoadReport {
+    /// Whether any file or path has an error (which rejects the whole set).
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || self.files.iter().any(|f| !f.errors.is_empty())
+    }
+
+    /// The set when nothing has an error, with every warning (empty
+    /// directories included); else every error.
+    pub fn into_result(self) -> Result<(ZoneSet, Vec<ZoneError>), ZoneErrors> {
+        if self.has_errors() {
+            let mut errors = self.errors;
+            for file in self.files {
+                errors.extend(file.errors);
+            }
+            return Err(ZoneErrors(errors));
+        }
+        let mut warnings: Vec<ZoneError> = self
+            .empty_directories
+            .iter()
+            .map(|dir| ZoneError::warning(dir, None, EMPTY_DIRECTORY))
+            .collect();
+        let mut zones = Vec::new();
+        for file in self.files {
+            warnings.extend(file.warnings);
+            zones.extend(file.zone);
+        }
+        Ok((ZoneSet::new(zones), warnings))
+    }
+}
+
+/// What an empty zone directory is told.
+pub const EMPTY_DIRECTORY: &str = "no zone files (*.yaml) in this directory";
+
+/// Loads and validates every zone in `paths` (files, or directories of
+/// `*.yaml`) and the set as a whole: two files with one origin are an error.
+/// `serve` (at start and on every reload) and `check` both load through here,
+/// so `check` rejects exactly what `serve` rejects.
+pub fn load_set(paths: &[PathBuf]) -> LoadReport {
+    let mut report = LoadReport::default();
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    for path in paths {
+        match zone_files(path) {
+            Ok(found) if found.is_empty() => report.empty_directories.push(path.clone()),
+            Ok(found) => {
+                for file in found {
+                    // The same file named twice (`zones/ zones/a.yaml`) is one file.
+                    let canonical = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+                    if seen.insert(canonical) {
+                        files.push(file);
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e),
+        }
+    }
+    let mut origins: HashMap<Name, PathBuf> = HashMap::new();
+    for file in files {
+        let parsed = match std::fs::read_to_string(&file) {
+            Ok(source) => parse::parse_zone(&file, &source),
+            Err(e) => parse::Parsed {
+                origin: None,
+                zone: None,
+                errors: vec![ZoneError::new(&file, None, format!("cannot read: {e}"))],
+                warnings: Vec::new(),
+            },
+        };
+        let mut errors = parsed.errors;
+        if let Some(origin) = parsed.origin {
+            match origins.get(&origin) {
+                Some(other) => errors.push(ZoneError::new(
+                    &file,
+                    None,
+                    format!(
+                        "zone {origin} is also loaded from {}: one origin, one file",
+                        other.display()
+                    ),
+                )),
+                None => {
+                    origins.insert(origin, file.clone());
+                }
+            }
+        }
+        let zone = parsed.zone.filter(|_| errors.is_empty()).map(Arc::new);
+        report.files.push(FileReport {
+            file,
+            zone,
+            errors,
+            warnings: parsed.warnings,
+        });
+    }
+    report
+}
+
+/// Loads and validates every zone in `paths` (files, or directories of
+/// `*.yaml`); any error in any file rejects the whole set. Warnings are
+/// dropped: see [`load_set`] for them.
+pub fn load_paths(paths: &[PathBuf]) -> Result<ZoneSet, ZoneErrors> {
+    load_set(paths).into_result().map(|(zones, _)| zones)
+}
+
+/// Loads and validates one zone file (warnings are dropped).
 pub fn load_file(path: &Path) -> Result<Zone, ZoneErrors> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         ZoneErrors(vec![ZoneError::new(
@@ -326,13 +422,17 @@ pub fn load_file(path: &Path) -> Result<Zone, ZoneErrors> {
             format!("cannot read: {e}"),
         )])
     })?;
-    parse::parse_zone(path, &source)
+    load_str(path, &source)
 }
 
 /// Validates zone text as if read from `path` (which names it in errors and
-/// anchors relative prefix-list paths).
+/// anchors relative prefix-list paths); warnings are dropped.
 pub fn load_str(path: &Path, source: &str) -> Result<Zone, ZoneErrors> {
-    parse::parse_zone(path, source)
+    let parsed = parse::parse_zone(path, source);
+    match parsed.zone {
+        Some(zone) if parsed.errors.is_empty() => Ok(zone),
+        _ => Err(ZoneErrors(parsed.errors)),
+    }
 }
 
 fn zone_files(path: &Path) -> Result<Vec<PathBuf>, ZoneError> {

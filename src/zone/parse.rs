@@ -1,7 +1,14 @@
-//! YAML text → validated [`Zone`]: every rule of SPEC section 6, each error
-//! naming the file, line and column.
+//! YAML text → the records, services and SOA of a zone, each with the line
+//! and column it was written at; [`super::build`] makes the zone of them and
+//! [`super::validate`] checks it whole. Only this file and `positions.rs`
+//! know that the format is YAML.
+//!
+//! A file is read to the end whatever it holds: a missing or bad top-level
+//! key, an unknown or duplicate key, is one error among the others, and every
+//! message speaks of the zone format (`serial: expected a whole number from 0
+//! to 4294967295`), never of the parser's types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
@@ -9,15 +16,13 @@ use std::sync::Arc;
 use hickory_proto::rr::rdata::{CAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
-use super::error::{Position, ZoneError, ZoneErrors};
-use super::positions::PositionIndex;
-use super::{
-    ClusterConfig, HealthCheck, HealthProbe, Mirror, Node, RRset, Service, SwitchMargin, Zone,
-};
+use super::build::ZoneBuilder;
+use super::error::{Diagnostics, Position, Severity, ZoneError};
+use super::positions::{self, PositionIndex};
+use super::validate::{self, Finding, Subject};
+use super::{ClusterConfig, HealthCheck, HealthProbe, Mirror, Service, SwitchMargin, Zone};
 
 const DEFAULT_TTL: u32 = 3600;
 /// The steering engine tracks a cluster's mirrors in a 64-bit set.
@@ -28,165 +33,510 @@ const MAX_MIRRORS: usize = 64;
 /// several character-strings.
 const MAX_CHARACTER_STRING: usize = 255;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawZone {
-    origin: String,
-    ttl: Option<u32>,
-    soa: RawSoa,
-    #[serde(default)]
-    records: Mapping,
-    #[serde(default)]
-    services: Mapping,
+const ZONE_KEYS: &[&str] = &["origin", "ttl", "soa", "records", "services"];
+const SOA_KEYS: &[&str] = &[
+    "mname", "rname", "serial", "refresh", "retry", "expire", "minimum",
+];
+const RECORD_KEYS: &[&str] = &["type", "value", "values", "ttl"];
+const SERVICE_KEYS: &[&str] = &[
+    "ttl",
+    "mirrors",
+    "clusters",
+    "measurements",
+    "switch_margin",
+];
+const MIRROR_KEYS: &[&str] = &["name", "ipv4", "ipv6", "capacity_qps", "health"];
+const HEALTH_KEYS: &[&str] = &[
+    "tcp_port",
+    "url",
+    "address",
+    "interval_s",
+    "timeout_ms",
+    "rise",
+    "fall",
+];
+const CLUSTER_KEYS: &[&str] = &[
+    "initial_v4",
+    "initial_v6",
+    "block_v4",
+    "block_v6",
+    "prefixes",
+];
+
+/// What reading one file gave: the zone when it has no error, and the origin
+/// whenever it could be read (so that two files with one origin are found
+/// even when one of them has errors).
+pub(super) struct Parsed {
+    pub origin: Option<Name>,
+    pub zone: Option<Zone>,
+    pub errors: Vec<ZoneError>,
+    pub warnings: Vec<ZoneError>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSoa {
-    mname: String,
-    rname: String,
-    serial: u32,
-    refresh: i32,
-    retry: i32,
-    expire: i32,
-    minimum: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRecord {
-    #[serde(rename = "type")]
-    record_type: String,
-    value: Option<Value>,
-    values: Option<Vec<Value>>,
-    ttl: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
-    ttl: Option<u32>,
-    mirrors: Vec<RawMirror>,
-    #[serde(default)]
-    clusters: RawClusters,
-    #[serde(default)]
-    measurements: RawMeasurements,
-    switch_margin: Option<RawMargin>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMirror {
-    name: String,
-    #[serde(default)]
-    ipv4: Vec<String>,
-    #[serde(default)]
-    ipv6: Vec<String>,
-    capacity_qps: Option<u64>,
-    health: Option<RawHealth>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHealth {
-    tcp_port: Option<u16>,
-    url: Option<String>,
-    address: Option<String>,
-    interval_s: Option<u64>,
-    timeout_ms: Option<u64>,
-    rise: Option<u32>,
-    fall: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawClusters {
-    initial_v4: Option<u8>,
-    initial_v6: Option<u8>,
-    block_v4: Option<u8>,
-    block_v6: Option<u8>,
-    prefixes: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMeasurements {
-    max_age_s: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMargin {
-    ms: f64,
-    percent: f64,
-}
-
-/// Collects errors with positions while one file is converted.
+/// Collects errors with positions while one file is read.
 struct Context<'a> {
     file: &'a Path,
     index: PositionIndex,
+    /// The origin; the root while it is unknown (missing or bad), so that
+    /// relative names can still be checked for their form.
     origin: Name,
     default_ttl: u32,
-    errors: Vec<ZoneError>,
+    diagnostics: Diagnostics,
+}
+
+/// One YAML mapping, read key by key.
+struct Fields<'v> {
+    path: String,
+    what: String,
+    map: &'v Mapping,
+}
+
+impl<'v> Fields<'v> {
+    /// The value at `key`; a key written with no value (`ttl:`) counts as absent.
+    fn get(&self, key: &str) -> Option<&'v Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn path(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}/{key}")
+    }
+}
+
+/// A value read from the file as one of the format's kinds of value.
+trait FromYaml: Sized {
+    /// What the format wants, for messages: "a whole number from 0 to 255".
+    const EXPECTED: &'static str;
+    fn from_yaml(value: &Value) -> Option<Self>;
+}
+
+macro_rules! whole_number {
+    ($t:ty, $expected:literal) => {
+        impl FromYaml for $t {
+            const EXPECTED: &'static str = $expected;
+            fn from_yaml(value: &Value) -> Option<Self> {
+                value.as_u64().and_then(|n| <$t>::try_from(n).ok())
+            }
+        }
+    };
+}
+
+whole_number!(u8, "a whole number from 0 to 255");
+whole_number!(u16, "a whole number from 0 to 65535");
+whole_number!(u32, "a whole number from 0 to 4294967295");
+whole_number!(u64, "a whole number, 0 or more");
+
+/// SOA timers: RFC 1035 calls them 32-bit, hickory keeps them signed.
+struct Seconds(i32);
+
+impl FromYaml for Seconds {
+    const EXPECTED: &'static str = "a whole number of seconds from 0 to 2147483647";
+    fn from_yaml(value: &Value) -> Option<Self> {
+        value
+            .as_u64()
+            .and_then(|n| i32::try_from(n).ok())
+            .map(Seconds)
+    }
+}
+
+impl FromYaml for f64 {
+    const EXPECTED: &'static str = "a number";
+    fn from_yaml(value: &Value) -> Option<Self> {
+        value.as_f64()
+    }
+}
+
+impl FromYaml for String {
+    const EXPECTED: &'static str = "a string";
+    fn from_yaml(value: &Value) -> Option<Self> {
+        value.as_str().map(str::to_string)
+    }
+}
+
+/// What a value is, for "found ..." in messages.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.chars().count() > 40 => {
+            format!("{:?}...", s.chars().take(40).collect::<String>())
+        }
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "a list".to_string(),
+        Value::Mapping(_) => "a mapping".to_string(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    }
+}
+
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        other => describe(other),
+    }
+}
+
+fn known_keys(known: &[&str]) -> String {
+    known.join(", ")
 }
 
 impl Context<'_> {
-    fn error(&mut self, path: &str, message: impl Into<String>) {
-        let position = self.index.find(path);
-        self.errors
-            .push(ZoneError::new(self.file, position, message));
+    fn position(&self, path: &str) -> Option<Position> {
+        if path.is_empty() {
+            // The file as a whole.
+            return Some(Position { line: 1, column: 1 });
+        }
+        self.index.find(path)
     }
 
-    /// Deserialises a sub-tree, reporting serde's complaint at the sub-tree's position.
-    fn typed<T: DeserializeOwned>(&mut self, path: &str, value: &Value) -> Option<T> {
-        match serde_yaml::from_value(value.clone()) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.error(path, e.to_string());
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        let position = self.position(path);
+        self.diagnostics.error(position, message);
+    }
+
+    /// `value` as a mapping of the `known` keys: anything else is reported
+    /// (a misspelt `tll:` must not pass silently).
+    fn fields<'v>(
+        &mut self,
+        path: &str,
+        what: &str,
+        value: &'v Value,
+        known: &[&str],
+    ) -> Option<Fields<'v>> {
+        let Value::Mapping(map) = value else {
+            self.error(
+                path,
+                format!(
+                    "{what}: expected a mapping of {}, found {}",
+                    known_keys(known),
+                    describe(value)
+                ),
+            );
+            return None;
+        };
+        for key in map.keys() {
+            let known_key = key.as_str().is_some_and(|k| known.contains(&k));
+            if !known_key {
+                let text = key_text(key);
+                self.error(
+                    &join(path, &text),
+                    format!(
+                        "unknown key `{text}` in {what} (known: {})",
+                        known_keys(known)
+                    ),
+                );
+            }
+        }
+        Some(Fields {
+            path: path.to_string(),
+            what: what.to_string(),
+            map,
+        })
+    }
+
+    /// Reads `value` (at `path`, the value of `key`) as a `T`.
+    fn read<T: FromYaml>(&mut self, path: &str, key: &str, value: &Value) -> Option<T> {
+        let read = T::from_yaml(value);
+        if read.is_none() {
+            self.error(
+                path,
+                format!("{key}: expected {}, found {}", T::EXPECTED, describe(value)),
+            );
+        }
+        read
+    }
+
+    fn required<T: FromYaml>(&mut self, fields: &Fields<'_>, key: &str) -> Option<T> {
+        match fields.map.get(key) {
+            Some(value) => self.read(&fields.path(key), key, value),
+            None => {
+                let message = format!("{}: missing `{key}` ({})", fields.what, T::EXPECTED);
+                self.error(&fields.path, message);
                 None
+            }
+        }
+    }
+
+    /// `None` when the key is absent, or present but bad (which is reported).
+    fn optional<T: FromYaml>(&mut self, fields: &Fields<'_>, key: &str) -> Option<T> {
+        let value = fields.get(key)?;
+        self.read(&fields.path(key), key, value)
+    }
+
+    /// A list of strings (`ipv4: [192.0.2.1]`); a single string is not a list.
+    fn strings(&mut self, fields: &Fields<'_>, key: &str) -> Vec<(String, String)> {
+        let path = fields.path(key);
+        match fields.get(key) {
+            None => Vec::new(),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let item_path = format!("{path}/{i}");
+                    let text: String = self.read(&item_path, key, item)?;
+                    Some((item_path, text))
+                })
+                .collect(),
+            Some(other) => {
+                self.error(
+                    &path,
+                    format!(
+                        "{key}: expected a list of strings, found {}",
+                        describe(other)
+                    ),
+                );
+                Vec::new()
             }
         }
     }
 }
 
-pub(super) fn parse_zone(file: &Path, source: &str) -> Result<Zone, ZoneErrors> {
-    let raw: RawZone = serde_yaml::from_str(source).map_err(|e| {
-        let position = e.location().map(|l| Position {
-            line: l.line(),
-            column: l.column(),
-        });
-        ZoneErrors(vec![ZoneError::new(file, position, e.to_string())])
-    })?;
+/// Reads, builds and validates one zone file.
+pub(super) fn parse_zone(file: &Path, source: &str) -> Parsed {
     let index = PositionIndex::build(source);
-    let origin = match parse_origin(&raw.origin) {
-        Ok(o) => o,
-        Err(message) => {
-            let position = index.find("origin");
-            return Err(ZoneErrors(vec![ZoneError::new(file, position, message)]));
-        }
+    let mut diagnostics = Diagnostics::new(file);
+    for d in &index.duplicates {
+        diagnostics.error(
+            Some(d.position),
+            format!(
+                "duplicate key `{}` (first at line {}): give each key once; the later value is the one read",
+                d.key, d.first.line
+            ),
+        );
+    }
+    let root: Value = match serde_yaml::from_str(source) {
+        Ok(v) => v,
+        Err(e) => match positions::without_duplicates(source) {
+            Some(v) if !index.duplicates.is_empty() => v,
+            _ => {
+                let position = e.location().map(|l| Position {
+                    line: l.line(),
+                    column: l.column(),
+                });
+                diagnostics.error(position, format!("not valid YAML: {e}"));
+                return Parsed {
+                    origin: None,
+                    zone: None,
+                    errors: diagnostics.errors,
+                    warnings: Vec::new(),
+                };
+            }
+        },
     };
     let mut cx = Context {
         file,
         index,
-        origin,
-        default_ttl: raw.ttl.unwrap_or(DEFAULT_TTL),
-        errors: Vec::new(),
+        origin: Name::root(),
+        default_ttl: DEFAULT_TTL,
+        diagnostics,
     };
-    let soa = build_soa(&mut cx, &raw.soa);
-    let mut builder = NodesBuilder::default();
-    for (key, value) in &raw.records {
-        add_owner_records(&mut cx, &mut builder, key, value);
+    let (origin, zone) = read_zone(&mut cx, &root);
+    let mut errors = cx.diagnostics.errors;
+    // The order of the file, so an operator reads them top to bottom.
+    errors.sort_by_key(|e| e.position);
+    let mut warnings = cx.diagnostics.warnings;
+    warnings.sort_by_key(|e| e.position);
+    Parsed {
+        origin,
+        zone: zone.filter(|_| errors.is_empty()),
+        errors,
+        warnings,
     }
-    let mut services = Vec::new();
-    for (key, value) in &raw.services {
-        if let Some(service) = build_service(&mut cx, &mut builder, key, value) {
-            services.push(Arc::new(service));
+}
+
+fn read_zone(cx: &mut Context<'_>, root: &Value) -> (Option<Name>, Option<Zone>) {
+    if root.is_null() {
+        cx.error(
+            "",
+            "the file is empty: a zone has origin, soa and records (SPEC section 6)",
+        );
+        return (None, None);
+    }
+    let Some(top) = cx.fields("", "the zone", root, ZONE_KEYS) else {
+        return (None, None);
+    };
+    let origin = match top.map.get("origin") {
+        Some(value) => cx
+            .read::<String>("origin", "origin", value)
+            .and_then(|text| match parse_origin(&text) {
+                Ok(origin) => Some(origin),
+                Err(message) => {
+                    cx.error("origin", message);
+                    None
+                }
+            }),
+        None => {
+            cx.error(
+                "",
+                "the zone: missing `origin` (the zone's apex, an absolute name such as example.test.)",
+            );
+            None
+        }
+    };
+    if let Some(origin) = &origin {
+        cx.origin = origin.clone();
+    }
+    if let Some(ttl) = cx.optional::<u32>(&top, "ttl") {
+        cx.default_ttl = ttl;
+    }
+    let soa = match top.map.get("soa") {
+        Some(value) => build_soa(cx, value),
+        None => {
+            cx.error(
+                "",
+                format!(
+                    "the zone: missing `soa` (a mapping of {})",
+                    known_keys(SOA_KEYS)
+                ),
+            );
+            None
+        }
+    };
+    let mut builder = ZoneBuilder::new(cx.origin.clone());
+    let records = mapping_of(cx, &top, "records");
+    if let Some(records) = records {
+        for (key, value) in records {
+            add_owner_records(cx, &mut builder, key, value);
         }
     }
-    let zone = soa.and_then(|soa| builder.finish(&mut cx, soa, services));
-    match zone {
-        Some(zone) if cx.errors.is_empty() => Ok(zone),
-        _ => Err(ZoneErrors(cx.errors)),
+    let mut service_positions = Vec::new();
+    if let Some(services) = mapping_of(cx, &top, "services") {
+        for (key, value) in services {
+            if let Some((service, position)) = build_service(cx, key, value)
+                && builder.add_service(&mut cx.diagnostics, service, position)
+            {
+                service_positions.push(position);
+            }
+        }
+    }
+    // Without the origin, names cannot be placed in a zone: the records were
+    // checked one by one, the zone as a whole cannot be.
+    let Some(origin) = origin else {
+        return (None, None);
+    };
+    let soa = soa.unwrap_or_else(|| {
+        // Reported already; the zone is still built to check the rest.
+        let soa = SOA::new(origin.clone(), origin.clone(), 0, 0, 0, 0, 0);
+        Record::from_rdata(origin.clone(), cx.default_ttl, RData::SOA(soa))
+    });
+    let zone = builder.finish(&mut cx.diagnostics, soa, cx.default_ttl);
+    let findings = validate::validate(&zone);
+    report(cx, findings, records, &service_positions);
+    (Some(origin), Some(zone))
+}
+
+/// The mapping under an optional top-level key (`records`, `services`).
+fn mapping_of<'v>(cx: &mut Context<'_>, top: &Fields<'v>, key: &str) -> Option<&'v Mapping> {
+    match top.get(key)? {
+        Value::Mapping(map) => Some(map),
+        other => {
+            cx.error(
+                key,
+                format!(
+                    "{key}: expected a mapping of names, found {}",
+                    describe(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Turns the zone-level findings into errors and warnings at their place.
+fn report(
+    cx: &mut Context<'_>,
+    findings: Vec<Finding>,
+    records: Option<&Mapping>,
+    service_positions: &[Option<Position>],
+) {
+    if findings.is_empty() {
+        return;
+    }
+    let mut wanted: HashSet<LowerName> = HashSet::new();
+    for finding in &findings {
+        match &finding.subject {
+            Subject::Records(names) => {
+                wanted.extend(names.iter().map(|(n, _)| LowerName::new(n)));
+            }
+            Subject::Apex => {
+                wanted.insert(LowerName::new(&cx.origin));
+            }
+            Subject::Service(_) => {}
+        }
+    }
+    let written = records
+        .map(|r| locate_records(cx, r, &wanted))
+        .unwrap_or_default();
+    let find = |name: &Name, rtype: Option<RecordType>| -> Option<Position> {
+        let list = written.get(&LowerName::new(name))?;
+        list.iter()
+            .find(|(t, _)| rtype.is_none() || *t == rtype)
+            .or(list.first())
+            .and_then(|(_, p)| *p)
+    };
+    for finding in findings {
+        let position = match &finding.subject {
+            Subject::Records(names) => names.iter().filter_map(|(n, t)| find(n, *t)).min(),
+            Subject::Apex => find(&cx.origin, Some(RecordType::NS)).or_else(|| cx.position("soa")),
+            Subject::Service(i) => service_positions.get(*i).copied().flatten(),
+        };
+        match finding.severity {
+            Severity::Error => cx.diagnostics.error(position, finding.message),
+            Severity::Warning => cx.diagnostics.warn(position, finding.message),
+        }
+    }
+}
+
+/// The records written for each name: their types (when known) and positions,
+/// in file order.
+type Written = HashMap<LowerName, Vec<(Option<RecordType>, Option<Position>)>>;
+
+/// Where the records of the `wanted` names are written.
+fn locate_records(cx: &Context<'_>, records: &Mapping, wanted: &HashSet<LowerName>) -> Written {
+    let mut found = Written::new();
+    for (key, value) in records {
+        let Some(text) = owner_key(key) else {
+            continue;
+        };
+        let Ok(owner) = cx.owner(&text) else {
+            continue;
+        };
+        let owner = LowerName::new(&owner);
+        if !wanted.contains(&owner) {
+            continue;
+        }
+        let path = format!("records/{text}");
+        let list = found.entry(owner).or_default();
+        for (item_path, item) in items(&path, value) {
+            let rtype = item
+                .get("type")
+                .and_then(Value::as_str)
+                .and_then(known_type);
+            list.push((rtype, cx.position(&item_path)));
+        }
+    }
+    found
+}
+
+/// One item or a list of them, each with its path.
+fn items<'v>(path: &str, value: &'v Value) -> Vec<(String, &'v Value)> {
+    match value {
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{path}/{i}"), v))
+            .collect(),
+        other => vec![(path.to_string(), other)],
     }
 }
 
@@ -245,51 +595,37 @@ impl Context<'_> {
         }
         Ok(name)
     }
-}
 
-fn build_soa(cx: &mut Context<'_>, raw: &RawSoa) -> Option<Record> {
-    let mname = cx.name(&raw.mname, false);
-    let rname = cx.name(&raw.rname, false);
-    match (mname, rname) {
-        (Ok(mname), Ok(rname)) => {
-            let soa = SOA::new(
-                mname,
-                rname,
-                raw.serial,
-                raw.refresh,
-                raw.retry,
-                raw.expire,
-                raw.minimum,
-            );
-            Some(Record::from_rdata(
-                cx.origin.clone(),
-                cx.default_ttl,
-                RData::SOA(soa),
-            ))
-        }
-        (Err(e), _) => {
-            cx.error("soa/mname", e);
-            None
-        }
-        (_, Err(e)) => {
-            cx.error("soa/rname", e);
-            None
+    /// A name-valued field (`mname`, `exchange`, `target`), checked.
+    fn name_field(&mut self, fields: &Fields<'_>, key: &str) -> Option<Name> {
+        let text: String = self.required(fields, key)?;
+        match self.name(&text, false) {
+            Ok(name) => Some(name),
+            Err(e) => {
+                self.error(&fields.path(key), e);
+                None
+            }
         }
     }
 }
 
-/// A record as written, remembered with its path for errors found later
-/// (CNAME beside other data, clashes with services).
-struct Entry {
-    path: String,
-    record: Record,
-}
-
-#[derive(Default)]
-struct NodesBuilder {
-    owners: Vec<Name>,
-    entries: HashMap<Name, Vec<Entry>>,
-    services: HashMap<Name, (usize, String)>,
+fn build_soa(cx: &mut Context<'_>, value: &Value) -> Option<Record> {
+    let fields = cx.fields("soa", "soa", value, SOA_KEYS)?;
+    let mname = cx.name_field(&fields, "mname");
+    let rname = cx.name_field(&fields, "rname");
+    let serial = cx.required::<u32>(&fields, "serial");
+    let refresh = cx.required::<Seconds>(&fields, "refresh");
+    let retry = cx.required::<Seconds>(&fields, "retry");
+    let expire = cx.required::<Seconds>(&fields, "expire");
+    let minimum = cx.required::<u32>(&fields, "minimum");
+    let soa = SOA::new(
+        mname?, rname?, serial?, refresh?.0, retry?.0, expire?.0, minimum?,
+    );
+    Some(Record::from_rdata(
+        cx.origin.clone(),
+        cx.default_ttl,
+        RData::SOA(soa),
+    ))
 }
 
 fn owner_key(key: &Value) -> Option<String> {
@@ -301,9 +637,12 @@ fn owner_key(key: &Value) -> Option<String> {
     }
 }
 
-fn add_owner_records(cx: &mut Context<'_>, builder: &mut NodesBuilder, key: &Value, value: &Value) {
+fn add_owner_records(cx: &mut Context<'_>, builder: &mut ZoneBuilder, key: &Value, value: &Value) {
     let Some(owner_text) = owner_key(key) else {
-        cx.error("records", "a record owner must be a name");
+        cx.error(
+            "records",
+            format!("a record owner must be a name, found {}", describe(key)),
+        );
         return;
     };
     let path = format!("records/{owner_text}");
@@ -311,266 +650,76 @@ fn add_owner_records(cx: &mut Context<'_>, builder: &mut NodesBuilder, key: &Val
         Ok(o) => o,
         Err(e) => return cx.error(&path, e),
     };
-    let items: Vec<(String, &Value)> = match value {
-        Value::Sequence(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{path}/{i}"), v))
-            .collect(),
-        other => vec![(path.clone(), other)],
-    };
-    for (item_path, item) in items {
-        let Some(raw) = cx.typed::<RawRecord>(&item_path, item) else {
+    for (item_path, item) in items(&path, value) {
+        let what = format!("the record of {owner}");
+        let Some(fields) = cx.fields(&item_path, &what, item, RECORD_KEYS) else {
             continue;
         };
-        for record in build_records(cx, &item_path, &owner, &raw) {
-            builder.add(owner.clone(), record);
+        for (record, position) in build_records(cx, &fields, &owner) {
+            builder.add_record(record, position);
         }
     }
 }
 
-impl NodesBuilder {
-    fn add(&mut self, owner: Name, entry: Entry) {
-        let list = self.entries.entry(owner.clone()).or_default();
-        if list.is_empty() {
-            self.owners.push(owner);
-        }
-        list.push(entry);
-    }
-
-    fn finish(
-        mut self,
-        cx: &mut Context<'_>,
-        soa: Record,
-        services: Vec<Arc<Service>>,
-    ) -> Option<Zone> {
-        let origin = cx.origin.clone();
-        self.check_apex(cx);
-        self.add(
-            origin.clone(),
-            Entry {
-                path: "soa".to_string(),
-                record: soa.clone(),
-            },
-        );
-        let mut nodes: HashMap<LowerName, Node> = HashMap::new();
-        for owner in &self.owners {
-            let entries = self.entries.remove(owner).unwrap_or_default();
-            let node = build_node(cx, owner, &origin, entries, self.services.get(owner));
-            insert_with_ancestors(&mut nodes, owner, &origin, node);
-        }
-        for (name, (index, _)) in &self.services {
-            insert_with_ancestors(
-                &mut nodes,
-                name,
-                &origin,
-                Node {
-                    service: Some(*index),
-                    ..Node::default()
-                },
-            );
-        }
-        check_occluded_services(cx, &nodes, &self.services, &origin);
-        let has_delegations = nodes.values().any(|n| n.delegation);
-        let has_wildcards = nodes.keys().any(|n| n.is_wildcard());
-        let minimum = match &soa.data {
-            RData::SOA(s) => s.minimum,
-            _ => cx.default_ttl,
-        };
-        let mut negative_soa = soa.clone();
-        negative_soa.ttl = soa.ttl.min(minimum);
-        Some(Zone {
-            origin,
-            file: cx.file.to_path_buf(),
-            soa,
-            negative_soa,
-            default_ttl: cx.default_ttl,
-            nodes,
-            has_delegations,
-            has_wildcards,
-            services,
-        })
-    }
-
-    fn check_apex(&self, cx: &mut Context<'_>) {
-        let has_ns = self.entries.get(&cx.origin).is_some_and(|list| {
-            list.iter()
-                .any(|e| e.record.record_type() == RecordType::NS)
-        });
-        if !has_ns {
-            let origin = cx.origin.clone();
-            cx.error(
-                "records",
-                format!("missing NS records at the apex of {origin}"),
-            );
-        }
-    }
-}
-
-fn insert_with_ancestors(
-    nodes: &mut HashMap<LowerName, Node>,
-    owner: &Name,
-    origin: &Name,
-    node: Node,
-) {
-    let key = LowerName::new(owner);
-    match nodes.get_mut(&key) {
-        Some(existing) if node.service.is_some() => existing.service = node.service,
-        Some(existing) => {
-            *existing = Node {
-                service: existing.service,
-                ..node
-            }
-        }
-        None => {
-            nodes.insert(key, node);
-        }
-    }
-    let mut ancestor = owner.base_name();
-    while ancestor.num_labels() > origin.num_labels() {
-        nodes.entry(LowerName::new(&ancestor)).or_default();
-        ancestor = ancestor.base_name();
-    }
-}
-
-fn build_node(
+fn build_records(
     cx: &mut Context<'_>,
+    fields: &Fields<'_>,
     owner: &Name,
-    origin: &Name,
-    entries: Vec<Entry>,
-    service: Option<&(usize, String)>,
-) -> Node {
-    let is_apex = owner == origin;
-    let has_cname = entries
-        .iter()
-        .any(|e| e.record.record_type() == RecordType::CNAME);
-    if has_cname {
-        for e in &entries {
-            let rtype = e.record.record_type();
-            if is_apex && rtype == RecordType::CNAME {
-                cx.error(
-                    &e.path,
-                    format!("CNAME at the zone apex {owner} (the apex has SOA and NS)"),
-                );
-            } else if rtype != RecordType::CNAME {
-                cx.error(&e.path, format!("CNAME beside other data at {owner}: a CNAME must be the only record at its name ({rtype} found)"));
-            }
-        }
-        if entries
-            .iter()
-            .filter(|e| e.record.record_type() == RecordType::CNAME)
-            .count()
-            > 1
-        {
-            cx.error(&entries[0].path, format!("more than one CNAME at {owner}"));
-        }
-    }
-    if let Some((_, service_path)) = service {
-        for e in &entries {
-            let rtype = e.record.record_type();
-            if matches!(rtype, RecordType::A | RecordType::AAAA | RecordType::CNAME) {
-                cx.error(
-                    &e.path,
-                    format!("{rtype} record at {owner} clashes with the service of the same name (defined at {})", position_text(cx, service_path)),
-                );
-            }
-        }
-    }
-    let mut rrsets: Vec<RRset> = Vec::new();
-    let mut first_paths: HashMap<RecordType, (String, u32)> = HashMap::new();
-    for entry in entries {
-        let rtype = entry.record.record_type();
-        let (first_path, ttl) = first_paths
-            .entry(rtype)
-            .or_insert((entry.path.clone(), entry.record.ttl))
-            .clone();
-        if ttl != entry.record.ttl {
-            cx.error(&entry.path, format!("TTL {} differs from {ttl} of the other {rtype} records at {owner} (defined at {}); an RRset has one TTL", entry.record.ttl, position_text(cx, &first_path)));
-        }
-        match rrsets.iter_mut().find(|r| r.record_type == rtype) {
-            Some(set) if set.records.iter().any(|r| r.data == entry.record.data) => {
-                cx.error(&entry.path, format!("duplicate {rtype} record at {owner}"));
-            }
-            Some(set) => set.records.push(entry.record),
-            None => rrsets.push(RRset {
-                record_type: rtype,
-                records: vec![entry.record],
-            }),
-        }
-    }
-    let delegation = !is_apex && rrsets.iter().any(|r| r.record_type == RecordType::NS);
-    Node {
-        rrsets,
-        service: None,
-        delegation,
-    }
-}
-
-fn position_text(cx: &Context<'_>, path: &str) -> String {
-    match cx.index.find(path) {
-        Some(p) => format!("line {}", p.line),
-        None => path.to_string(),
-    }
-}
-
-/// A service at or below a zone cut would never be answered (the referral wins).
-fn check_occluded_services(
-    cx: &mut Context<'_>,
-    nodes: &HashMap<LowerName, Node>,
-    services: &HashMap<Name, (usize, String)>,
-    origin: &Name,
-) {
-    for (name, (_, path)) in services {
-        let mut current = name.clone();
-        while current.num_labels() > origin.num_labels() {
-            if nodes
-                .get(&LowerName::new(&current))
-                .is_some_and(|n| n.delegation)
-            {
-                cx.error(path, format!("service {name} is at or below the delegation {current} and would never be answered"));
-                break;
-            }
-            current = current.base_name();
-        }
-    }
-}
-
-fn build_records(cx: &mut Context<'_>, path: &str, owner: &Name, raw: &RawRecord) -> Vec<Entry> {
-    let Some(rtype) = known_type(&raw.record_type) else {
+) -> Vec<(Record, Option<Position>)> {
+    let ttl = cx.optional::<u32>(fields, "ttl");
+    let type_text: Option<String> = cx.required(fields, "type");
+    let Some(type_text) = type_text else {
+        return Vec::new();
+    };
+    let Some(rtype) = known_type(&type_text) else {
         cx.error(
-            &format!("{path}/type"),
-            format!("unknown record type {:?} (known: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR; SOA goes in the top-level `soa`)", raw.record_type),
+            &fields.path("type"),
+            format!("unknown record type {type_text:?} (known: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR; SOA goes in the top-level `soa`)"),
         );
         return Vec::new();
     };
-    let values: Vec<(String, &Value)> = match (&raw.value, &raw.values) {
-        (Some(v), None) => vec![(format!("{path}/value"), v)],
-        (None, Some(vs)) if !vs.is_empty() => vs
+    let values: Vec<(String, &Value)> = match (fields.get("value"), fields.get("values")) {
+        (Some(v), None) => vec![(fields.path("value"), v)],
+        (None, Some(Value::Sequence(vs))) if !vs.is_empty() => vs
             .iter()
             .enumerate()
-            .map(|(i, v)| (format!("{path}/values/{i}"), v))
+            .map(|(i, v)| (format!("{}/{i}", fields.path("values")), v))
             .collect(),
-        (Some(_), Some(_)) => {
-            cx.error(path, "a record has `value` or `values`, not both");
+        (None, Some(Value::Sequence(_))) => {
+            cx.error(
+                &fields.path("values"),
+                format!("{rtype} record at {owner} has an empty `values` list"),
+            );
             return Vec::new();
         }
-        _ => {
+        (None, Some(other)) => {
             cx.error(
-                path,
+                &fields.path("values"),
+                format!(
+                    "values: expected a list (use `value` for one), found {}",
+                    describe(other)
+                ),
+            );
+            return Vec::new();
+        }
+        (Some(_), Some(_)) => {
+            cx.error(&fields.path, "a record has `value` or `values`, not both");
+            return Vec::new();
+        }
+        (None, None) => {
+            cx.error(
+                &fields.path,
                 format!("{rtype} record at {owner} has no `value` or `values`"),
             );
             return Vec::new();
         }
     };
-    let ttl = raw.ttl.unwrap_or(cx.default_ttl);
+    let ttl = ttl.unwrap_or(cx.default_ttl);
     let mut out = Vec::new();
     for (value_path, value) in values {
-        match rdata(cx, rtype, value) {
-            Ok(data) => out.push(Entry {
-                path: value_path,
-                record: Record::from_rdata(owner.clone(), ttl, data),
-            }),
-            Err(message) => cx.error(&value_path, message),
+        if let Some(data) = rdata(cx, rtype, &value_path, value) {
+            let position = cx.position(&value_path);
+            out.push((Record::from_rdata(owner.clone(), ttl, data), position));
         }
     }
     out
@@ -592,69 +741,76 @@ fn known_type(text: &str) -> Option<RecordType> {
     Some(t)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMx {
-    preference: u16,
-    exchange: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSrv {
-    priority: u16,
-    weight: u16,
-    port: u16,
-    target: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCaa {
-    flags: u8,
-    tag: String,
-    value: String,
-}
-
-fn rdata(cx: &Context<'_>, rtype: RecordType, value: &Value) -> Result<RData, String> {
-    let data = match rtype {
-        RecordType::A => RData::A(
-            scalar(value)?
-                .parse::<Ipv4Addr>()
-                .map_err(|_| bad_address(value, "IPv4"))?
-                .into(),
-        ),
-        RecordType::AAAA => RData::AAAA(
-            scalar(value)?
-                .parse::<Ipv6Addr>()
-                .map_err(|_| bad_address(value, "IPv6"))?
-                .into(),
-        ),
-        RecordType::CNAME => RData::CNAME(CNAME(cx.name(&scalar(value)?, false)?)),
-        RecordType::NS => RData::NS(NS(cx.name(&scalar(value)?, false)?)),
-        RecordType::PTR => RData::PTR(PTR(cx.name(&scalar(value)?, false)?)),
+/// One record's data; errors are reported where they are.
+fn rdata(cx: &mut Context<'_>, rtype: RecordType, path: &str, value: &Value) -> Option<RData> {
+    let simple = |cx: &mut Context<'_>, result: Result<RData, String>| match result {
+        Ok(data) => Some(data),
+        Err(message) => {
+            cx.error(path, message);
+            None
+        }
+    };
+    match rtype {
+        RecordType::A => {
+            let data = scalar(value).and_then(|text| {
+                text.parse::<Ipv4Addr>()
+                    .map(|a| RData::A(a.into()))
+                    .map_err(|_| bad_address(&text, "IPv4"))
+            });
+            simple(cx, data)
+        }
+        RecordType::AAAA => {
+            let data = scalar(value).and_then(|text| {
+                text.parse::<Ipv6Addr>()
+                    .map(|a| RData::AAAA(a.into()))
+                    .map_err(|_| bad_address(&text, "IPv6"))
+            });
+            simple(cx, data)
+        }
+        RecordType::CNAME | RecordType::NS | RecordType::PTR => {
+            let data =
+                scalar(value)
+                    .and_then(|text| cx.name(&text, false))
+                    .map(|name| match rtype {
+                        RecordType::CNAME => RData::CNAME(CNAME(name)),
+                        RecordType::NS => RData::NS(NS(name)),
+                        _ => RData::PTR(PTR(name)),
+                    });
+            simple(cx, data)
+        }
         RecordType::MX => {
-            let mx: RawMx = from_value(value)?;
-            RData::MX(MX::new(mx.preference, cx.name(&mx.exchange, false)?))
+            let fields = cx.fields(path, "an MX value", value, &["preference", "exchange"])?;
+            let preference = cx.required::<u16>(&fields, "preference");
+            let exchange = cx.name_field(&fields, "exchange");
+            Some(RData::MX(MX::new(preference?, exchange?)))
         }
         RecordType::SRV => {
-            let srv: RawSrv = from_value(value)?;
-            RData::SRV(SRV::new(
-                srv.priority,
-                srv.weight,
-                srv.port,
-                cx.name(&srv.target, false)?,
-            ))
+            let fields = cx.fields(
+                path,
+                "an SRV value",
+                value,
+                &["priority", "weight", "port", "target"],
+            )?;
+            let priority = cx.required::<u16>(&fields, "priority");
+            let weight = cx.required::<u16>(&fields, "weight");
+            let port = cx.required::<u16>(&fields, "port");
+            let target = cx.name_field(&fields, "target");
+            Some(RData::SRV(SRV::new(priority?, weight?, port?, target?)))
         }
-        RecordType::TXT => RData::TXT(txt(value)?),
-        RecordType::CAA => RData::CAA(caa(from_value(value)?)?),
-        other => return Err(format!("record type {other} is not supported")),
-    };
-    Ok(data)
-}
-
-fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
-    serde_yaml::from_value(value.clone()).map_err(|e| e.to_string())
+        RecordType::TXT => {
+            let data = txt(value).map(RData::TXT);
+            simple(cx, data)
+        }
+        RecordType::CAA => {
+            let fields = cx.fields(path, "a CAA value", value, &["flags", "tag", "value"])?;
+            let flags = cx.required::<u8>(&fields, "flags");
+            let tag = cx.required::<String>(&fields, "tag");
+            let caa_value = cx.required::<String>(&fields, "value");
+            let data = caa(flags?, tag?, caa_value?).map(RData::CAA);
+            simple(cx, data)
+        }
+        other => simple(cx, Err(format!("record type {other} is not supported"))),
+    }
 }
 
 fn scalar(value: &Value) -> Result<String, String> {
@@ -662,18 +818,15 @@ fn scalar(value: &Value) -> Result<String, String> {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        _ => Err("expected a single value (a string)".to_string()),
+        other => Err(format!(
+            "expected a single value (a string), found {}",
+            describe(other)
+        )),
     }
 }
 
-fn bad_address(value: &Value, family: &str) -> String {
-    format!("bad address {}: not an {family} address", yaml_text(value))
-}
-
-fn yaml_text(value: &Value) -> String {
-    serde_yaml::to_string(value)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+fn bad_address(text: &str, family: &str) -> String {
+    format!("bad address {text}: not an {family} address")
 }
 
 fn txt(value: &Value) -> Result<TXT, String> {
@@ -692,32 +845,36 @@ fn txt(value: &Value) -> Result<TXT, String> {
     Ok(TXT::new(strings))
 }
 
-fn caa(raw: RawCaa) -> Result<CAA, String> {
-    let tag_ok = !raw.tag.is_empty()
-        && raw.tag.len() <= 15
-        && raw.tag.bytes().all(|b| b.is_ascii_alphanumeric());
+fn caa(flags: u8, tag: String, value: String) -> Result<CAA, String> {
+    let tag_ok =
+        !tag.is_empty() && tag.len() <= 15 && tag.bytes().all(|b| b.is_ascii_alphanumeric());
     if !tag_ok {
-        return Err(format!(
-            "bad CAA tag {:?}: 1 to 15 letters or digits",
-            raw.tag
-        ));
+        return Err(format!("bad CAA tag {tag:?}: 1 to 15 letters or digits"));
     }
     // hickory builds CAA from typed parts; set the raw tag and value so any
     // tag (issue, issuewild, iodef, or a future one) is served as written.
-    let mut caa = CAA::new_issue(raw.flags & 0x80 != 0, None, Vec::new());
-    caa.reserved_flags = raw.flags & 0x7f;
-    caa.tag = raw.tag;
-    caa.value = raw.value.into_bytes();
+    let mut caa = CAA::new_issue(flags & 0x80 != 0, None, Vec::new());
+    caa.reserved_flags = flags & 0x7f;
+    caa.tag = tag;
+    caa.value = value.into_bytes();
     Ok(caa)
 }
 
+/// Reads one service; `None` when its name or its mirrors cannot be read at
+/// all (reported). A service with errors inside is still returned, so that
+/// the checks between names run too; the errors reject the zone.
 fn build_service(
     cx: &mut Context<'_>,
-    builder: &mut NodesBuilder,
     key: &Value,
     value: &Value,
-) -> Option<Service> {
-    let text = owner_key(key)?;
+) -> Option<(Service, Option<Position>)> {
+    let Some(text) = owner_key(key) else {
+        cx.error(
+            "services",
+            format!("a service must be a name, found {}", describe(key)),
+        );
+        return None;
+    };
     let path = format!("services/{text}");
     let name = match cx.owner(&text) {
         Ok(n) if n.is_wildcard() => {
@@ -730,64 +887,100 @@ fn build_service(
             return None;
         }
     };
-    let raw: RawService = cx.typed(&path, value)?;
-    let mirrors = build_mirrors(
-        cx,
-        &path,
-        &name,
-        raw.ttl.unwrap_or(cx.default_ttl),
-        &raw.mirrors,
-    )?;
-    let clusters = build_clusters(cx, &path, raw.clusters)?;
-    let max_age_s = raw.measurements.max_age_s.unwrap_or(3600);
+    let what = format!("service {name}");
+    let fields = cx.fields(&path, &what, value, SERVICE_KEYS)?;
+    let ttl = cx.optional::<u32>(&fields, "ttl").unwrap_or(cx.default_ttl);
+    let mirrors = build_mirrors(cx, &fields, &name, ttl);
+    let clusters = build_clusters(cx, &fields);
+    let max_age_s = match fields.get("measurements") {
+        Some(value) => {
+            let mpath = fields.path("measurements");
+            cx.fields(&mpath, "measurements", value, &["max_age_s"])
+                .and_then(|m| cx.optional::<u64>(&m, "max_age_s"))
+        }
+        None => None,
+    }
+    .unwrap_or(3600);
     if max_age_s == 0 {
         cx.error(
             &format!("{path}/measurements/max_age_s"),
             "max_age_s must be at least 1",
         );
     }
-    let switch_margin = match raw.switch_margin {
-        Some(m) if m.ms >= 0.0 && m.percent >= 0.0 && m.ms.is_finite() && m.percent.is_finite() => {
-            SwitchMargin {
-                ms: m.ms,
-                percent: m.percent,
-            }
-        }
-        Some(_) => {
-            cx.error(
-                &format!("{path}/switch_margin"),
-                "switch_margin ms and percent must be finite and not negative",
-            );
-            return None;
-        }
-        None => SwitchMargin::default(),
+    let switch_margin = build_switch_margin(cx, &fields);
+    let position = cx.position(&path);
+    let mirrors = mirrors?;
+    Some((
+        Service {
+            name,
+            ttl,
+            mirrors,
+            clusters,
+            max_age_s,
+            switch_margin,
+        },
+        position,
+    ))
+}
+
+fn build_switch_margin(cx: &mut Context<'_>, service: &Fields<'_>) -> SwitchMargin {
+    let Some(value) = service.get("switch_margin") else {
+        return SwitchMargin::default();
     };
-    let index = builder.services.len();
-    builder.services.insert(name.clone(), (index, path));
-    Some(Service {
-        name,
-        ttl: raw.ttl.unwrap_or(cx.default_ttl),
-        mirrors,
-        clusters,
-        max_age_s,
-        switch_margin,
-    })
+    let path = service.path("switch_margin");
+    let Some(fields) = cx.fields(&path, "switch_margin", value, &["ms", "percent"]) else {
+        return SwitchMargin::default();
+    };
+    let ms = cx.required::<f64>(&fields, "ms");
+    let percent = cx.required::<f64>(&fields, "percent");
+    let (Some(ms), Some(percent)) = (ms, percent) else {
+        return SwitchMargin::default();
+    };
+    if ms >= 0.0 && percent >= 0.0 && ms.is_finite() && percent.is_finite() {
+        SwitchMargin { ms, percent }
+    } else {
+        cx.error(
+            &path,
+            "switch_margin ms and percent must be finite and not negative",
+        );
+        SwitchMargin::default()
+    }
 }
 
 fn build_mirrors(
     cx: &mut Context<'_>,
-    path: &str,
+    service: &Fields<'_>,
     name: &Name,
     ttl: u32,
-    raw: &[RawMirror],
 ) -> Option<Vec<Mirror>> {
-    if raw.is_empty() {
-        cx.error(path, format!("service {name} has no mirrors"));
-        return None;
-    }
+    let path = service.path("mirrors");
+    let raw = match service.map.get("mirrors") {
+        None => {
+            cx.error(
+                &service.path,
+                format!("service {name}: missing `mirrors` (a list of mirrors)"),
+            );
+            return None;
+        }
+        Some(Value::Sequence(raw)) if raw.is_empty() => {
+            cx.error(&path, format!("service {name} has no mirrors"));
+            return None;
+        }
+        Some(Value::Sequence(raw)) => raw,
+        Some(other) => {
+            cx.error(
+                &path,
+                format!(
+                    "mirrors: expected a list of mirrors, found {}",
+                    describe(other)
+                ),
+            );
+            return None;
+        }
+    };
     if raw.len() > MAX_MIRRORS {
         cx.error(
-            path,
+            &service.path,
             format!(
                 "service {name} has {} mirrors; at most {MAX_MIRRORS} are supported",
                 raw.len()
@@ -795,37 +988,47 @@ fn build_mirrors(
         );
         return None;
     }
-    let errors_before = cx.errors.len();
     let mut mirrors: Vec<Mirror> = Vec::new();
-    for (i, m) in raw.iter().enumerate() {
-        let mpath = format!("{path}/mirrors/{i}");
-        if !valid_mirror_name(&m.name) {
+    for (i, value) in raw.iter().enumerate() {
+        let mpath = format!("{path}/{i}");
+        let Some(fields) = cx.fields(&mpath, "a mirror", value, MIRROR_KEYS) else {
+            continue;
+        };
+        let mirror_name = cx.required::<String>(&fields, "name").unwrap_or_default();
+        if fields.map.contains_key("name") && !valid_mirror_name(&mirror_name) {
             cx.error(
-                &format!("{mpath}/name"),
+                &fields.path("name"),
                 format!(
-                    "bad mirror name {:?}: use lower-case letters, digits, '-' and '_'",
-                    m.name
+                    "bad mirror name {mirror_name:?}: use lower-case letters, digits, '-' and '_'"
                 ),
             );
         }
-        if mirrors.iter().any(|other| other.name == m.name) {
+        if mirrors.iter().any(|other| other.name == mirror_name) && !mirror_name.is_empty() {
             cx.error(
-                &format!("{mpath}/name"),
-                format!("duplicate mirror {:?} in service {name}", m.name),
+                &fields.path("name"),
+                format!("duplicate mirror {mirror_name:?} in service {name}"),
             );
         }
-        let ipv4 = addresses::<Ipv4Addr>(cx, &format!("{mpath}/ipv4"), &m.ipv4, "IPv4");
-        let ipv6 = addresses::<Ipv6Addr>(cx, &format!("{mpath}/ipv6"), &m.ipv6, "IPv6");
-        if ipv4.is_empty() && ipv6.is_empty() && m.ipv4.is_empty() && m.ipv6.is_empty() {
+        let ipv4_texts = cx.strings(&fields, "ipv4");
+        let ipv6_texts = cx.strings(&fields, "ipv6");
+        let ipv4 = addresses::<Ipv4Addr>(cx, &ipv4_texts, "IPv4");
+        let ipv6 = addresses::<Ipv6Addr>(cx, &ipv6_texts, "IPv6");
+        let none_given = |key: &str| match fields.get(key) {
+            None => true,
+            Some(Value::Sequence(items)) => items.is_empty(),
+            Some(_) => false,
+        };
+        if none_given("ipv4") && none_given("ipv6") {
             cx.error(
                 &mpath,
-                format!("mirror {:?} has no ipv4 or ipv6 address", m.name),
+                format!("mirror {mirror_name:?} has no ipv4 or ipv6 address"),
             );
         }
-        let health = m
-            .health
-            .as_ref()
-            .and_then(|h| build_health(cx, &format!("{mpath}/health"), h, &ipv4, &ipv6));
+        let capacity_qps = cx.optional::<u64>(&fields, "capacity_qps");
+        let health = match fields.get("health") {
+            Some(value) => build_health(cx, &fields.path("health"), value, &ipv4, &ipv6),
+            None => None,
+        };
         let a_records = ipv4
             .iter()
             .map(|a| Record::from_rdata(name.clone(), ttl, RData::A((*a).into())))
@@ -835,16 +1038,16 @@ fn build_mirrors(
             .map(|a| Record::from_rdata(name.clone(), ttl, RData::AAAA((*a).into())))
             .collect();
         mirrors.push(Mirror {
-            name: m.name.clone(),
+            name: mirror_name,
             ipv4,
             ipv6,
-            capacity_qps: m.capacity_qps,
+            capacity_qps,
             health,
             a_records,
             aaaa_records,
         });
     }
-    (cx.errors.len() == errors_before).then_some(mirrors)
+    Some(mirrors)
 }
 
 fn valid_mirror_name(name: &str) -> bool {
@@ -857,16 +1060,15 @@ fn valid_mirror_name(name: &str) -> bool {
 
 fn addresses<T: std::str::FromStr>(
     cx: &mut Context<'_>,
-    path: &str,
-    texts: &[String],
+    texts: &[(String, String)],
     family: &str,
 ) -> Vec<T> {
     let mut out = Vec::new();
-    for (i, text) in texts.iter().enumerate() {
+    for (path, text) in texts {
         match text.parse() {
             Ok(a) => out.push(a),
             Err(_) => cx.error(
-                &format!("{path}/{i}"),
+                path,
                 format!("bad address {text:?}: not an {family} address"),
             ),
         }
@@ -887,20 +1089,47 @@ fn is_documentation(addr: IpAddr) -> bool {
         .any(|n| n.contains(&addr))
 }
 
+/// The host of an `http://` URL when it is an IP address (`http://192.0.2.1:8080/`,
+/// `http://[2001:db8::1]/`); `None` for a host name.
+fn url_address(url: &str) -> Option<IpAddr> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+        None => host_port.split(':').next().unwrap_or(host_port),
+    };
+    host.parse().ok()
+}
+
 fn build_health(
     cx: &mut Context<'_>,
     path: &str,
-    raw: &RawHealth,
+    value: &Value,
     ipv4: &[Ipv4Addr],
     ipv6: &[Ipv6Addr],
 ) -> Option<HealthCheck> {
-    let probe = match (raw.tcp_port, &raw.url) {
+    let fields = cx.fields(path, "health", value, HEALTH_KEYS)?;
+    let tcp_port = cx.optional::<u16>(&fields, "tcp_port");
+    let url = cx.optional::<String>(&fields, "url");
+    let address = cx.optional::<String>(&fields, "address");
+    let interval_s = cx.optional::<u64>(&fields, "interval_s").unwrap_or(10);
+    let timeout_ms = cx.optional::<u64>(&fields, "timeout_ms").unwrap_or(1000);
+    let rise = cx.optional::<u32>(&fields, "rise").unwrap_or(2);
+    let fall = cx.optional::<u32>(&fields, "fall").unwrap_or(3);
+    if interval_s == 0 || timeout_ms == 0 || rise == 0 || fall == 0 {
+        cx.error(
+            path,
+            "interval_s, timeout_ms, rise and fall must be at least 1",
+        );
+    }
+    let probe = match (tcp_port, url) {
         (Some(port), None) => {
-            let address = match &raw.address {
+            let address = match address {
                 Some(text) => match text.parse::<IpAddr>() {
                     Ok(a) => a,
                     Err(_) => {
-                        cx.error(&format!("{path}/address"), format!("bad address {text:?}"));
+                        cx.error(&fields.path("address"), format!("bad address {text:?}"));
                         return None;
                     }
                 },
@@ -915,46 +1144,66 @@ fn build_health(
             }
             HealthProbe::Tcp { address, port }
         }
-        (None, Some(url)) if url.starts_with("http://") => HealthProbe::Http { url: url.clone() },
+        (None, Some(url)) if url.starts_with("http://") => {
+            if let Some(address) = url_address(&url).filter(|a| is_documentation(*a)) {
+                cx.error(
+                    &fields.path("url"),
+                    format!("health url {url:?} is on the documentation address {address}, which is answered but never contacted: give a url on an address the mirror can be reached at"),
+                );
+                return None;
+            }
+            HealthProbe::Http { url }
+        }
         (None, Some(url)) => {
             cx.error(
-                &format!("{path}/url"),
+                &fields.path("url"),
                 format!("health url {url:?} must start with http:// (https checks are not supported yet)"),
             );
             return None;
         }
         _ => {
-            cx.error(path, "a health check has either `tcp_port` or `url`");
+            let has_port = fields.get("tcp_port").is_some();
+            let has_url = fields.get("url").is_some();
+            // A bad tcp_port or url is reported already.
+            if has_port == has_url {
+                cx.error(path, "a health check has either `tcp_port` or `url`");
+            }
             return None;
         }
     };
-    let check = HealthCheck {
+    Some(HealthCheck {
         probe,
-        interval_s: raw.interval_s.unwrap_or(10),
-        timeout_ms: raw.timeout_ms.unwrap_or(1000),
-        rise: raw.rise.unwrap_or(2),
-        fall: raw.fall.unwrap_or(3),
-    };
-    if check.interval_s == 0 || check.timeout_ms == 0 || check.rise == 0 || check.fall == 0 {
-        cx.error(
-            path,
-            "interval_s, timeout_ms, rise and fall must be at least 1",
-        );
-        return None;
-    }
-    Some(check)
+        interval_s,
+        timeout_ms,
+        rise,
+        fall,
+    })
 }
 
-fn build_clusters(cx: &mut Context<'_>, path: &str, raw: RawClusters) -> Option<ClusterConfig> {
+fn build_clusters(cx: &mut Context<'_>, service: &Fields<'_>) -> ClusterConfig {
     let defaults = ClusterConfig::default();
+    let Some(value) = service.get("clusters") else {
+        return defaults;
+    };
+    let cpath = service.path("clusters");
+    let Some(fields) = cx.fields(&cpath, "clusters", value, CLUSTER_KEYS) else {
+        return defaults;
+    };
     let config = ClusterConfig {
-        initial_v4: raw.initial_v4.unwrap_or(defaults.initial_v4),
-        initial_v6: raw.initial_v6.unwrap_or(defaults.initial_v6),
-        block_v4: raw.block_v4.unwrap_or(defaults.block_v4),
-        block_v6: raw.block_v6.unwrap_or(defaults.block_v6),
+        initial_v4: cx
+            .optional(&fields, "initial_v4")
+            .unwrap_or(defaults.initial_v4),
+        initial_v6: cx
+            .optional(&fields, "initial_v6")
+            .unwrap_or(defaults.initial_v6),
+        block_v4: cx
+            .optional(&fields, "block_v4")
+            .unwrap_or(defaults.block_v4),
+        block_v6: cx
+            .optional(&fields, "block_v6")
+            .unwrap_or(defaults.block_v6),
         prefixes: defaults.prefixes,
     };
-    let cpath = format!("{path}/clusters");
     if config.block_v4 > 32 || config.initial_v4 > config.block_v4 {
         cx.error(
             &cpath,
@@ -963,7 +1212,6 @@ fn build_clusters(cx: &mut Context<'_>, path: &str, raw: RawClusters) -> Option<
                 config.initial_v4, config.block_v4
             ),
         );
-        return None;
     }
     if config.block_v6 > 128 || config.initial_v6 > config.block_v6 {
         cx.error(
@@ -973,20 +1221,19 @@ fn build_clusters(cx: &mut Context<'_>, path: &str, raw: RawClusters) -> Option<
                 config.initial_v6, config.block_v6
             ),
         );
-        return None;
     }
-    let Some(file) = raw.prefixes else {
-        return Some(config);
+    let Some(file) = cx.optional::<String>(&fields, "prefixes") else {
+        return config;
     };
     let full = cx.file.parent().unwrap_or(Path::new(".")).join(&file);
     match load_prefixes(&full) {
-        Ok(prefixes) => Some(ClusterConfig {
+        Ok(prefixes) => ClusterConfig {
             prefixes: Arc::new(prefixes),
             ..config
-        }),
+        },
         Err(e) => {
-            cx.errors.push(e);
-            None
+            cx.diagnostics.errors.push(e);
+            config
         }
     }
 }
@@ -1017,4 +1264,20 @@ pub fn load_prefixes(path: &Path) -> Result<Vec<IpNet>, ZoneError> {
         }
     }
     Ok(prefixes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts_that_are_addresses() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(url_address("http://192.0.2.7/health"), Some(v4));
+        assert_eq!(url_address("http://192.0.2.7:8080"), Some(v4));
+        assert_eq!(url_address("http://user:pw@192.0.2.7:80/x"), Some(v4));
+        assert_eq!(url_address("http://[2001:db8::1]:8080/"), Some(v6));
+        assert_eq!(url_address("http://mirror.example.test/health"), None);
+    }
 }

@@ -2,18 +2,31 @@
 //!
 //! serde_yaml turns the file into values but forgets where they were; this
 //! index, built from yaml-rust2's marked parser events, lets validation errors
-//! found after deserialisation still name a line and column.
+//! found after deserialisation still name a line and column. The same events
+//! show duplicate keys, which serde_yaml refuses outright; [`without_duplicates`]
+//! reads such a file anyway (the later value wins) so that its other errors
+//! are reported too.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use serde_yaml::{Mapping, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::error::Position;
+
+/// A key given twice in one mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuplicateKey {
+    pub key: String,
+    pub position: Position,
+    pub first: Position,
+}
 
 #[derive(Default)]
 pub struct PositionIndex {
     starts: HashMap<String, Position>,
+    pub duplicates: Vec<DuplicateKey>,
 }
 
 impl PositionIndex {
@@ -27,6 +40,7 @@ impl PositionIndex {
         }
         PositionIndex {
             starts: builder.starts,
+            duplicates: builder.duplicates,
         }
     }
 
@@ -43,8 +57,13 @@ impl PositionIndex {
 }
 
 enum Container {
-    Mapping { key: Option<String> },
-    Sequence { next_index: usize },
+    Mapping {
+        key: Option<String>,
+        seen: HashMap<String, Position>,
+    },
+    Sequence {
+        next_index: usize,
+    },
 }
 
 #[derive(Default)]
@@ -52,6 +71,7 @@ struct Builder {
     stack: Vec<Container>,
     path: Vec<String>,
     starts: HashMap<String, Position>,
+    duplicates: Vec<DuplicateKey>,
 }
 
 impl Builder {
@@ -64,17 +84,27 @@ impl Builder {
                 *next_index += 1;
                 Some((*next_index - 1).to_string())
             }
-            Some(Container::Mapping { key }) => match key.take() {
+            Some(Container::Mapping { key, seen }) => match key.take() {
                 Some(k) => Some(k),
                 None => {
                     // A key: remember it; the position of a key is where its entry starts.
                     let k = key_text.unwrap_or_default().to_string();
-                    let mut full = self.path.clone();
-                    full.push(k.clone());
-                    self.starts.entry(full.join("/")).or_insert(position(mark));
-                    if let Some(Container::Mapping { key }) = self.stack.last_mut() {
-                        *key = Some(k);
+                    if key_text.is_some() {
+                        match seen.get(&k) {
+                            Some(first) => self.duplicates.push(DuplicateKey {
+                                key: k.clone(),
+                                position: position(mark),
+                                first: *first,
+                            }),
+                            None => {
+                                seen.insert(k.clone(), position(mark));
+                            }
+                        }
                     }
+                    *key = Some(k.clone());
+                    let mut full = self.path.clone();
+                    full.push(k);
+                    self.starts.entry(full.join("/")).or_insert(position(mark));
                     return true;
                 }
             },
@@ -115,7 +145,10 @@ impl MarkedEventReceiver for Builder {
             Event::Alias(_) => self.leaf(mark, None),
             Event::MappingStart(..) => {
                 self.begin_node(mark, None);
-                self.stack.push(Container::Mapping { key: None });
+                self.stack.push(Container::Mapping {
+                    key: None,
+                    seen: HashMap::new(),
+                });
             }
             Event::SequenceStart(..) => {
                 self.begin_node(mark, None);
@@ -124,6 +157,95 @@ impl MarkedEventReceiver for Builder {
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
                 self.end_node();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads `source` as serde_yaml would, except that a key given twice in a
+/// mapping keeps its later value instead of failing the whole file; `None`
+/// when the YAML does not parse.
+pub fn without_duplicates(source: &str) -> Option<Value> {
+    let mut builder = ValueBuilder::default();
+    let mut parser = Parser::new_from_str(source);
+    parser.load(&mut builder, false).ok()?;
+    Some(builder.root.unwrap_or(Value::Null))
+}
+
+enum Partial {
+    Mapping(Mapping, Option<Value>, usize),
+    Sequence(Vec<Value>, usize),
+}
+
+#[derive(Default)]
+struct ValueBuilder {
+    stack: Vec<Partial>,
+    anchors: HashMap<usize, Value>,
+    root: Option<Value>,
+}
+
+impl ValueBuilder {
+    fn complete(&mut self, value: Value, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                // Only the first document is a zone, as serde_yaml reads it.
+                if self.root.is_none() {
+                    self.root = Some(value);
+                }
+            }
+            Some(Partial::Sequence(items, _)) => items.push(value),
+            Some(Partial::Mapping(map, key, _)) => match key.take() {
+                None => *key = Some(value),
+                Some(k) => {
+                    map.insert(k, value);
+                }
+            },
+        }
+    }
+}
+
+/// A scalar's value with serde_yaml's own resolution of plain scalars
+/// (numbers, booleans, null), so both readers agree on what a value is.
+fn scalar_value(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
+    let is_str_tag = tag.is_some_and(|t| t.suffix == "str");
+    if style != TScalarStyle::Plain || is_str_tag {
+        return Value::String(text);
+    }
+    match serde_yaml::from_str::<Value>(&text) {
+        Ok(v @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_))) => v,
+        _ => Value::String(text),
+    }
+}
+
+impl MarkedEventReceiver for ValueBuilder {
+    fn on_event(&mut self, event: Event, _mark: Marker) {
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = scalar_value(text, style, tag.as_ref());
+                self.complete(value, anchor);
+            }
+            Event::Alias(id) => {
+                let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
+                self.complete(value, 0);
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack
+                    .push(Partial::Mapping(Mapping::new(), None, anchor))
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Partial::Sequence(Vec::new(), anchor))
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                let (value, anchor) = match self.stack.pop() {
+                    Some(Partial::Mapping(map, _, anchor)) => (Value::Mapping(map), anchor),
+                    Some(Partial::Sequence(items, anchor)) => (Value::Sequence(items), anchor),
+                    None => return,
+                };
+                self.complete(value, anchor);
             }
             _ => {}
         }
@@ -154,5 +276,23 @@ mod tests {
             index.find("records/mail/0"),
             Some(Position { line: 4, column: 7 })
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_and_the_later_value_wins() {
+        let src = "a: 1\nb: {c: x, c: 'y'}\na: [2, 3]\n";
+        let index = PositionIndex::build(src);
+        let keys: Vec<(&str, usize, usize)> = index
+            .duplicates
+            .iter()
+            .map(|d| (d.key.as_str(), d.position.line, d.first.line))
+            .collect();
+        assert_eq!(keys, [("c", 2, 2), ("a", 3, 1)]);
+        let value = without_duplicates(src).unwrap();
+        assert_eq!(
+            value,
+            serde_yaml::from_str::<Value>("a: [2, 3]\nb: {c: 'y'}\n").unwrap()
+        );
+        assert!(serde_yaml::from_str::<Value>(src).is_err());
     }
 }

@@ -1,0 +1,374 @@
+//! Checks over a built [`Zone`], as `named-checkzone` and `knotc zone-check`
+//! make them: the apex has NS records, no CNAME loop, no service hidden by a
+//! zone cut (errors); NS targets in the zone have an address, nothing but glue
+//! lies below a zone cut (warnings).
+//!
+//! The checks see names and records only, never the file: each finding names
+//! what it is about ([`Subject`]) and the reader of the file turns that into a
+//! line and column.
+
+use std::collections::{HashMap, HashSet};
+
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+
+use super::error::Severity;
+use super::{Node, Zone};
+
+/// What a finding is about, for the reader to locate in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Subject {
+    /// The records of one of these names (of the type, when given): the one
+    /// written first in the file.
+    Records(Vec<(Name, Option<RecordType>)>),
+    /// The apex: its records where some are written, else the SOA.
+    Apex,
+    /// The service at this index of [`Zone::services`].
+    Service(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Finding {
+    pub severity: Severity,
+    pub subject: Subject,
+    pub message: String,
+}
+
+/// Every zone-level error and warning of `zone`, in a stable order.
+pub(super) fn validate(zone: &Zone) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    apex_has_ns(zone, &mut findings);
+    services_above_cuts(zone, &mut findings);
+    cname_loops(zone, &mut findings);
+    let targets = ns_targets_have_addresses(zone, &mut findings);
+    nothing_but_glue_below_cuts(zone, &targets, &mut findings);
+    findings
+}
+
+fn error(findings: &mut Vec<Finding>, subject: Subject, message: String) {
+    findings.push(Finding {
+        severity: Severity::Error,
+        subject,
+        message,
+    });
+}
+
+fn warning(findings: &mut Vec<Finding>, subject: Subject, message: String) {
+    findings.push(Finding {
+        severity: Severity::Warning,
+        subject,
+        message,
+    });
+}
+
+/// The nodes of the zone in canonical order, so findings come out the same
+/// every time.
+fn sorted_nodes(zone: &Zone, keep: impl Fn(&Node) -> bool) -> Vec<(&LowerName, &Node)> {
+    let mut nodes: Vec<(&LowerName, &Node)> = zone.nodes.iter().filter(|(_, n)| keep(n)).collect();
+    nodes.sort_by(|a, b| a.0.cmp(b.0));
+    nodes
+}
+
+/// The name as written in the zone (the first record's owner keeps its case).
+fn owner_name(key: &LowerName, node: &Node) -> Name {
+    node.rrsets
+        .first()
+        .and_then(|set| set.records.first())
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| Name::from(key.clone()))
+}
+
+fn apex_has_ns(zone: &Zone, findings: &mut Vec<Finding>) {
+    let has_ns = zone
+        .nodes
+        .get(&LowerName::new(&zone.origin))
+        .is_some_and(|apex| apex.rrset(RecordType::NS).is_some());
+    if !has_ns {
+        error(
+            findings,
+            Subject::Apex,
+            format!(
+                "missing NS records at the apex of {}: list the zone's name servers under records, as `'': {{type: NS, values: [...]}}`",
+                zone.origin
+            ),
+        );
+    }
+}
+
+/// A service at or below a zone cut would never be answered (the referral wins).
+fn services_above_cuts(zone: &Zone, findings: &mut Vec<Finding>) {
+    if !zone.has_delegations {
+        return;
+    }
+    for (index, service) in zone.services.iter().enumerate() {
+        if let Some(cut) = highest_cut(zone, &LowerName::new(&service.name), true) {
+            error(
+                findings,
+                Subject::Service(index),
+                format!(
+                    "service {} is at or below the delegation {cut} and would never be answered",
+                    service.name
+                ),
+            );
+        }
+    }
+}
+
+/// The highest zone cut between the origin (exclusive) and `name` (inclusive
+/// when `inclusive`).
+fn highest_cut(zone: &Zone, name: &LowerName, inclusive: bool) -> Option<LowerName> {
+    let origin_labels = zone.origin.num_labels();
+    let mut highest = None;
+    let mut current = if inclusive {
+        name.clone()
+    } else {
+        name.base_name()
+    };
+    while current.num_labels() > origin_labels {
+        if zone.nodes.get(&current).is_some_and(|n| n.delegation) {
+            highest = Some(current.clone());
+        }
+        current = current.base_name();
+    }
+    highest
+}
+
+/// The node a query for `name` is answered from inside the zone, as
+/// [`Zone::find`] finds it (wildcards included), with its owner name; `None`
+/// outside the zone, at or below a zone cut, and for names that do not exist.
+fn resolve<'z>(zone: &'z Zone, name: &Name) -> Option<(LowerName, &'z Node)> {
+    if !zone.origin.zone_of(name) {
+        return None;
+    }
+    let lower = LowerName::new(name);
+    if zone.has_delegations && highest_cut(zone, &lower, true).is_some() {
+        return None;
+    }
+    if let Some(node) = zone.nodes.get(&lower) {
+        return Some((lower, node));
+    }
+    if !zone.has_wildcards {
+        return None;
+    }
+    let mut encloser = lower.base_name();
+    while !zone.nodes.contains_key(&encloser) {
+        if encloser.num_labels() <= zone.origin.num_labels() {
+            return None;
+        }
+        encloser = encloser.base_name();
+    }
+    let wildcard = LowerName::new(
+        &Name::from_ascii("*")
+            .ok()?
+            .append_domain(&encloser.into())
+            .ok()?,
+    );
+    zone.nodes
+        .get_key_value(&wildcard)
+        .map(|(key, node)| (key.clone(), node))
+}
+
+fn cname_target(node: &Node) -> Option<&Name> {
+    match &node.rrset(RecordType::CNAME)?.records.first()?.data {
+        RData::CNAME(target) => Some(&target.0),
+        _ => None,
+    }
+}
+
+/// RFC 1034 section 3.6.2: a chain of CNAMEs must not loop. Every CNAME has
+/// one target, so following each chain until it leaves the CNAMEs of the
+/// zone, meets a name already followed, or comes back to itself finds every
+/// loop once.
+fn cname_loops(zone: &Zone, findings: &mut Vec<Finding>) {
+    let mut done: HashSet<LowerName> = HashSet::new();
+    for (start, _) in sorted_nodes(zone, |n| n.rrset(RecordType::CNAME).is_some()) {
+        let mut path: Vec<(LowerName, &Node, &Name)> = Vec::new();
+        let mut on_path: HashMap<LowerName, usize> = HashMap::new();
+        let mut current = start.clone();
+        loop {
+            if done.contains(&current) {
+                break;
+            }
+            if let Some(&first) = on_path.get(&current) {
+                report_loop(&path[first..], findings);
+                break;
+            }
+            let Some(node) = zone.nodes.get(&current) else {
+                break;
+            };
+            let Some(target) = cname_target(node) else {
+                break;
+            };
+            on_path.insert(current.clone(), path.len());
+            path.push((current.clone(), node, target));
+            match resolve(zone, target) {
+                Some((next, next_node)) if next_node.rrset(RecordType::CNAME).is_some() => {
+                    current = next
+                }
+                _ => break,
+            }
+        }
+        done.extend(path.into_iter().map(|(key, _, _)| key));
+    }
+}
+
+fn report_loop(cycle: &[(LowerName, &Node, &Name)], findings: &mut Vec<Finding>) {
+    let Some((first_key, first_node, _)) = cycle.first() else {
+        return;
+    };
+    let mut chain = owner_name(first_key, first_node).to_string();
+    for (i, (_, _, target)) in cycle.iter().enumerate() {
+        chain.push_str(&format!(" -> {target}"));
+        let (next_key, _, _) = &cycle[(i + 1) % cycle.len()];
+        if LowerName::new(target) != *next_key {
+            chain.push_str(&format!(" (the wildcard {next_key})"));
+        }
+    }
+    let members = cycle
+        .iter()
+        .map(|(key, node, _)| (owner_name(key, node), Some(RecordType::CNAME)))
+        .collect();
+    error(
+        findings,
+        Subject::Records(members),
+        format!("CNAME loop: {chain}; a chain of CNAMEs must end at a name with data"),
+    );
+}
+
+/// Knot's and BIND's check: an NS target inside the zone needs an address
+/// record there (below a zone cut that is the glue a referral carries).
+/// Returns every NS target, whose address records below a cut are glue.
+fn ns_targets_have_addresses(zone: &Zone, findings: &mut Vec<Finding>) -> HashSet<LowerName> {
+    let mut targets = HashSet::new();
+    for (key, node) in sorted_nodes(zone, |n| n.rrset(RecordType::NS).is_some()) {
+        let Some(ns) = node.rrset(RecordType::NS) else {
+            continue;
+        };
+        let owner = owner_name(key, node);
+        for record in &ns.records {
+            let RData::NS(target) = &record.data else {
+                continue;
+            };
+            let target = &target.0;
+            targets.insert(LowerName::new(target));
+            if !zone.origin.zone_of(target) {
+                continue;
+            }
+            let subject = Subject::Records(vec![(owner.clone(), Some(RecordType::NS))]);
+            match address_of(zone, target) {
+                Address::Found => {}
+                Address::Alias => warning(
+                    findings,
+                    subject,
+                    format!(
+                        "NS target {target} of {owner} is an alias (CNAME); RFC 2181 section 10.3 wants the name of a host with A or AAAA records"
+                    ),
+                ),
+                Address::Missing if node.delegation && owner.zone_of(target) => warning(
+                    findings,
+                    subject,
+                    format!(
+                        "NS target {target} of the delegation {owner} has no A or AAAA record in the zone (missing glue): resolvers cannot reach the child zone's servers"
+                    ),
+                ),
+                Address::Missing => warning(
+                    findings,
+                    subject,
+                    format!(
+                        "NS target {target} of {owner} has no A or AAAA record in the zone (missing glue)"
+                    ),
+                ),
+            }
+        }
+    }
+    targets
+}
+
+enum Address {
+    Found,
+    Alias,
+    Missing,
+}
+
+fn address_of(zone: &Zone, target: &Name) -> Address {
+    let has_address = |node: &Node| {
+        node.service.is_some()
+            || node.rrset(RecordType::A).is_some()
+            || node.rrset(RecordType::AAAA).is_some()
+    };
+    // Glue lives below a cut, where `resolve` does not look: the exact name first.
+    let node = match zone.nodes.get(&LowerName::new(target)) {
+        Some(node) => Some(node),
+        None => resolve(zone, target).map(|(_, node)| node),
+    };
+    match node {
+        Some(node) if has_address(node) => Address::Found,
+        Some(node) if node.rrset(RecordType::CNAME).is_some() => Address::Alias,
+        _ => Address::Missing,
+    }
+}
+
+/// Data at or below a zone cut is never answered (the referral wins), except
+/// the NS records at the cut and the glue below it: address records of NS
+/// targets. Knot reports the rest as occluded; so do we.
+fn nothing_but_glue_below_cuts(
+    zone: &Zone,
+    targets: &HashSet<LowerName>,
+    findings: &mut Vec<Finding>,
+) {
+    if !zone.has_delegations {
+        return;
+    }
+    // Most nodes are fine: sort only what is found, not the whole zone.
+    let mut found: Vec<(&LowerName, Finding)> = Vec::new();
+    for (key, node) in &zone.nodes {
+        if node.rrsets.is_empty() || node.service.is_some() {
+            continue;
+        }
+        let owner = owner_name(key, node);
+        let above = highest_cut(zone, key, false);
+        let is_glue =
+            |t: RecordType| matches!(t, RecordType::A | RecordType::AAAA) && targets.contains(key);
+        let hidden: Vec<RecordType> = match &above {
+            Some(_) => node
+                .rrsets
+                .iter()
+                .map(|s| s.record_type)
+                .filter(|t| !is_glue(*t))
+                .collect(),
+            None if node.delegation => node
+                .rrsets
+                .iter()
+                .map(|s| s.record_type)
+                .filter(|t| *t != RecordType::NS)
+                .collect(),
+            None => continue,
+        };
+        let Some(first) = hidden.first() else {
+            continue;
+        };
+        let types = hidden
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let subject = Subject::Records(vec![(owner.clone(), Some(*first))]);
+        let message = match above {
+            Some(cut) => format!(
+                "{types} at {owner} is below the delegation {cut} and never answered (queries there get the referral); only glue, the A and AAAA records of NS targets, belongs below a zone cut"
+            ),
+            None => format!(
+                "{types} at the delegation {owner} is never answered (queries there get the referral); only NS records belong at a zone cut"
+            ),
+        };
+        found.push((
+            key,
+            Finding {
+                severity: Severity::Warning,
+                subject,
+                message,
+            },
+        ));
+    }
+    found.sort_by(|a, b| a.0.cmp(b.0));
+    findings.extend(found.into_iter().map(|(_, finding)| finding));
+}
