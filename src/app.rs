@@ -68,7 +68,7 @@ impl App {
         max_blocks: usize,
         dns: dns::Options,
     ) -> Result<App, ZoneErrors> {
-        let zones = zone::load_paths(&zone_paths)?;
+        let zones = load_zones(&zone_paths)?;
         let engine = Arc::new(Engine::default());
         engine.set_max_blocks(max_blocks);
         let steering = engine.bind(&zones);
@@ -106,7 +106,7 @@ impl App {
     /// zones that were serving keep serving.
     pub fn reload(&self) -> Result<Loaded, ZoneErrors> {
         let _one_at_a_time = self.reload_lock.lock();
-        let zones = zone::load_paths(&self.zone_paths)?;
+        let zones = load_zones(&self.zone_paths)?;
         let loaded = Loaded {
             zones: zones.zones().len(),
             services: zones.services().count(),
@@ -150,6 +150,24 @@ impl App {
         }
         result
     }
+}
+
+/// Loads the zones as `mirrordns check` does ([`zone::load_set`]) and logs
+/// the warnings: missing glue, data below a zone cut, and a set that serves
+/// nothing at all.
+fn load_zones(paths: &[PathBuf]) -> Result<zone::ZoneSet, ZoneErrors> {
+    let (zones, warnings) = zone::load_set(paths).into_result()?;
+    for warning in &warnings {
+        warn!("{warning}");
+    }
+    if zones.zones().is_empty() {
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        warn!(
+            zones = %paths.join(", "),
+            "no zone files found: serving nothing, every query is answered REFUSED until zone files are added and reloaded"
+        );
+    }
+    Ok(zones)
 }
 
 /// Runs `mirrordns serve` until SIGTERM or SIGINT.
