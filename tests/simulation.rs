@@ -171,3 +171,59 @@ fn the_simulate_command_reports_rounds_baselines_and_a_plot() {
     assert!(rounds[0][2] > last[2], "{stdout}");
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
 }
+
+/// Where most sub-blocks answer no active probe (60 % here), the steering
+/// learns from access-log RTTs by exploring, and without them it still
+/// never collapses onto one mirror. WonderNetwork, 8 mirrors, 10 % noise.
+#[test]
+#[ignore = "needs ../shared/data/latency/wondernetwork beside the clone"]
+fn silent_sub_blocks_are_learned_through_access_logs_on_wondernetwork_data() {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/latency/wondernetwork");
+    let matrix = LatencyMatrix::load_wondernetwork(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mirrors = 8;
+    let scenario = Scenario::generate(
+        &matrix,
+        &ScenarioShape {
+            mirror_count: mirrors,
+            networks: 400,
+            blocks_per_network: 8,
+            seed: 1,
+            mirrors: None,
+        },
+    );
+    let options = |passive| RunOptions {
+        round_seconds: 600,
+        silent: 0.6,
+        passive,
+        ..RunOptions::new(24, 0.1, 1)
+    };
+    let learned = run(&matrix, &scenario, &options(true)).unwrap();
+    print("60 % silent, passive RTTs", &learned);
+    let converged = 2 * mirrors;
+    for r in &learned.rounds[converged..] {
+        assert!(
+            r.ratio <= 1.05,
+            "{:.3} of the oracle once converged",
+            r.ratio
+        );
+        assert!(
+            r.explored <= 0.05,
+            "{:.1} % explored once converged",
+            r.explored * 100.0
+        );
+    }
+    let blind = run(&matrix, &scenario, &options(false)).unwrap();
+    print("60 % silent, no passive RTTs", &blind);
+    let last = blind.rounds.last().unwrap();
+    assert!(
+        last.ratio < blind.baselines.geo_nearest.unwrap(),
+        "without access logs, still better than geo-nearest: {:.3}",
+        last.ratio
+    );
+    assert!(
+        last.explored == 0.0,
+        "nothing explored without access-log agents"
+    );
+}
