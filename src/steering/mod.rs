@@ -5,8 +5,13 @@
 //! feeds measurements to the [`Engine`].
 //!
 //! - `measurements`: RTTs per mirror (site) and sub-block, shared by services.
-//! - `decision`: the rules: ranking, hysteresis, completeness, splitting.
-//! - `table`: a service's cluster tries and how the rules change them.
+//! - `decision`: the rules as pure functions over samples: ranking,
+//!   hysteresis, completeness, which parts to carve.
+//! - `region`: applies them to a root region of a service's table at once:
+//!   what a silent sub-block's timeouts mean, the parts and their answers,
+//!   which silent sub-blocks to explore.
+//! - `table`: a service's cluster tries, answering (round robin, ranking,
+//!   explorations) and the sub-block containers.
 //!
 //! Concurrency: each service's clusters sit behind one `RwLock`. Answering a
 //! client whose sub-block is known takes only the read lock (query counters
