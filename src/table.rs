@@ -91,7 +91,8 @@ pub fn fetch(api: &str, service: &str) -> Result<Table, String> {
 }
 
 impl Table {
-    /// One line per cluster: prefix, state, answer, RTT per mirror, queries.
+    /// One line per cluster: prefix, state, answer, RTT per mirror, queries,
+    /// silent sub-blocks being explored.
     pub fn render(&self) -> String {
         let mut header = vec![
             "PREFIX".to_string(),
@@ -100,6 +101,7 @@ impl Table {
         ];
         header.extend(self.mirrors.iter().map(|m| format!("{m} ms")));
         header.push("QUERIES".to_string());
+        header.push("EXPLORING".to_string());
         let mut rows = vec![header];
         for c in self.json["clusters"].as_array().into_iter().flatten() {
             let mut row = vec![
@@ -113,6 +115,7 @@ impl Table {
                 _ => "-".to_string(),
             }));
             row.push(c["queries"].to_string());
+            row.push(c["exploring"].as_u64().unwrap_or(0).to_string());
             rows.push(row);
         }
         let widths: Vec<usize> = (0..rows[0].len())

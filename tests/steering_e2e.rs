@@ -329,7 +329,17 @@ fn the_table_command_prints_the_learned_clusters() {
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
         [
-            "PREFIX", "STATE", "MIRROR", "fra", "ms", "nyc", "ms", "sin", "ms", "QUERIES"
+            "PREFIX",
+            "STATE",
+            "MIRROR",
+            "fra",
+            "ms",
+            "nyc",
+            "ms",
+            "sin",
+            "ms",
+            "QUERIES",
+            "EXPLORING"
         ]
     );
     assert_eq!(
@@ -341,7 +351,8 @@ fn the_table_command_prints_the_learned_clusters() {
             "48.0",
             "11.5",
             "timeout",
-            "1"
+            "1",
+            "0"
         ]
     );
     let json: Value = serde_json::from_str(&run(&["--json"])).unwrap();
