@@ -395,7 +395,6 @@ fn rotated_mirrors(prefix: &IpNet, config: &ServiceConfig) -> Vec<MirrorId> {
 /// cluster that nothing answers but clients, that is how it completes, a
 /// mirror that brings no RTT back counting as unreachable. Returns whether
 /// it explores.
-
 fn plan_exploration(
     prefix: IpNet,
     block: &mut Block,
