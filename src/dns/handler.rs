@@ -388,6 +388,21 @@ impl Handler {
             cookie_valid: false,
         };
         let mut opt = request.opt.map(OurOpt::new);
+        // Options that read well are answered in every response with an
+        // OPT, errors included (NSID and the cookie, as Knot does); ones
+        // that do not get FORMERR below, after what takes precedence.
+        let options = request.opt.map(|o| edns::read_options(o.rdata));
+        let mut ecs = None;
+        if let (Some(ours), Some(Ok(options))) = (&mut opt, options) {
+            ecs = options.ecs;
+            ours.ecs = ecs.map(|e| (e, 0));
+            ours.nsid = options.nsid;
+            if let Some(c) = options.cookie {
+                let answer = self.cookies.respond(&c, source, cookie::now());
+                ours.cookie = Some(answer);
+                responded.cookie_valid = answer.valid;
+            }
+        }
         let error = |responded: &mut Responded, rcode, opt: Option<OurOpt>| {
             responded.response.metadata.response_code = rcode;
             if let Some(o) = opt {
@@ -417,25 +432,13 @@ impl Handler {
             }
             return responded;
         }
-        let mut ecs = None;
-        if let (Some(ours), Some(theirs)) = (&mut opt, request.opt) {
-            if theirs.version > 0 {
-                error(&mut responded, ResponseCode::BADVERS, opt);
-                return responded;
-            }
-            let Ok(options) = edns::read_options(theirs.rdata) else {
-                error(&mut responded, ResponseCode::FormErr, opt);
-                return responded;
-            };
-            // From here on every response says what the options ask for.
-            ecs = options.ecs;
-            ours.ecs = ecs.map(|e| (e, 0));
-            ours.nsid = options.nsid;
-            if let Some(c) = options.cookie {
-                let answer = self.cookies.respond(&c, source, cookie::now());
-                ours.cookie = Some(answer);
-                responded.cookie_valid = answer.valid;
-            }
+        if request.opt.is_some_and(|o| o.version > 0) {
+            error(&mut responded, ResponseCode::BADVERS, opt);
+            return responded;
+        }
+        if let Some(Err(_)) = options {
+            error(&mut responded, ResponseCode::FormErr, opt);
+            return responded;
         }
         if let Some((rcode, ede)) = precheck(request) {
             if let Some(o) = &mut opt {
