@@ -690,6 +690,27 @@ fn nsid_is_sent_to_those_who_ask() {
         &[(NSID, &[])],
     ));
     assert_eq!(option(&r, NSID).as_deref(), Some(&b"ns1.fra"[..]));
+    // Error responses carry it too (as Knot's do): NOTIMP, NOTAUTH, BADVERS.
+    let mut notify = with_options("mail.example.test.", RecordType::SOA, false, &[(NSID, &[])]);
+    notify.metadata.op_code = OpCode::Notify;
+    let mut signed = tsig_query(false);
+    signed
+        .edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(NSID, Vec::new()));
+    let mut version_1 = with_options("mail.example.test.", RecordType::A, false, &[(NSID, &[])]);
+    version_1.edns.as_mut().unwrap().set_version(1);
+    for (m, rcode) in [(notify, 4u16), (signed, 9), (version_1, 16)] {
+        let r = s.udp(&m).unwrap();
+        assert_eq!(u16::from(r.metadata.response_code), rcode);
+        assert_eq!(
+            option(&r, NSID).as_deref(),
+            Some(&b"ns1.fra"[..]),
+            "rcode {rcode}"
+        );
+    }
     // Without --nsid nothing is sent.
     let plain = server();
     let r = plain
