@@ -889,23 +889,33 @@ impl Clusters {
     /// Every cluster of the region rooted at `root`: the root and the parts
     /// split from it, not the regions of longer listed prefixes inside it.
     pub(super) fn region(&self, root: IpNet, config: &ServiceConfig) -> Vec<IpNet> {
-        let inside: Vec<IpNet> = match root {
-            IpNet::V4(p) => self.v4.children(&p).map(|(c, _)| IpNet::V4(c)).collect(),
-            IpNet::V6(p) => self.v6.children(&p).map(|(c, _)| IpNet::V6(c)).collect(),
-        };
-        inside
+        self.inside(&root)
             .into_iter()
-            .filter(|p| config.root_of(p) == root)
+            .filter(|(p, _)| config.root_of(p) == root)
+            .map(|(p, _)| p)
             .collect()
+    }
+
+    /// Every cluster at or inside `prefix`.
+    fn inside(&self, prefix: &IpNet) -> Vec<(IpNet, &Cluster)> {
+        match prefix {
+            IpNet::V4(p) => self
+                .v4
+                .children(p)
+                .map(|(c, v)| (IpNet::V4(c), v))
+                .collect(),
+            IpNet::V6(p) => self
+                .v6
+                .children(p)
+                .map(|(c, v)| (IpNet::V6(c), v))
+                .collect(),
+        }
     }
 
     /// After a region was rebuilt: which of its clusters, and the cluster
     /// around it, may enclose others.
     pub(super) fn refresh_enclosing(&mut self, root: IpNet) {
-        let inside: Vec<IpNet> = match root {
-            IpNet::V4(p) => self.v4.children(&p).map(|(c, _)| IpNet::V4(c)).collect(),
-            IpNet::V6(p) => self.v6.children(&p).map(|(c, _)| IpNet::V6(c)).collect(),
-        };
+        let inside: Vec<IpNet> = self.inside(&root).into_iter().map(|(p, _)| p).collect();
         for prefix in inside {
             let inner = self.has_inner(&prefix);
             if let Some(c) = self.get_mut(&prefix) {
@@ -1029,19 +1039,7 @@ impl Clusters {
         root: &IpNet,
         config: &ServiceConfig,
     ) -> Option<(Vec<MirrorId>, Vec<f32>)> {
-        let inside: Vec<(IpNet, &Cluster)> = match root {
-            IpNet::V4(p) => self
-                .v4
-                .children(p)
-                .map(|(c, v)| (IpNet::V4(c), v))
-                .collect(),
-            IpNet::V6(p) => self
-                .v6
-                .children(p)
-                .map(|(c, v)| (IpNet::V6(c), v))
-                .collect(),
-        };
-        inside
+        self.inside(root)
             .into_iter()
             .filter(|(p, c)| c.is_complete() && config.root_of(p) == *root)
             .max_by_key(|(p, c)| (c.blocks.queries(), std::cmp::Reverse(*p)))
