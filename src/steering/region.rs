@@ -96,6 +96,7 @@ pub fn redecide(clusters: &mut Clusters, inputs: &Inputs, root: IpNet) {
         g.decide(complete, &old, inputs);
     }
     adopt_busiest_choice(&mut groups);
+    keep_answers_of_the_unmeasured(&mut groups, &old);
     for g in groups {
         g.install(clusters, &old, inputs);
     }
@@ -241,6 +242,17 @@ fn adopt_busiest_choice(groups: &mut [Group]) {
             g.ranking = ranking.clone();
             g.latency = latency.clone();
             g.unreachable = unreachable;
+        }
+    }
+}
+
+/// A decided cluster whose measurements all aged out of the store, with no
+/// decided cluster in its region to follow, keeps the ranking it had: it
+/// never falls back to round robin.
+fn keep_answers_of_the_unmeasured(groups: &mut [Group], old: &[(IpNet, OldState)]) {
+    for g in groups.iter_mut().filter(|g| g.ranking.is_empty()) {
+        if let Some((_, before)) = old.iter().find(|(p, _)| *p == g.prefix) {
+            g.ranking = before.ranking.clone();
         }
     }
 }
