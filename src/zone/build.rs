@@ -16,7 +16,31 @@ use super::{Node, RRset, Service, Zone};
 /// its name is complete (CNAME beside other data, clashes with services).
 struct Entry {
     position: Option<Position>,
+    /// Where the record's mapping starts (`{type: ..., value: ...}`).
+    item: Position,
     record: Record,
+    /// The record gave its own TTL; else it takes the zone's default, known
+    /// only when the whole file is read.
+    explicit_ttl: bool,
+}
+
+/// Where the records of each name were written, for findings about the
+/// zone as a whole (validation sees names, not the file).
+#[derive(Default)]
+pub(super) struct Located {
+    written: HashMap<LowerName, Vec<(RecordType, Option<Position>)>>,
+}
+
+impl Located {
+    /// The first record of `name` of type `rtype` (any type when `None`, or
+    /// when it has none of that type) as written in the file.
+    pub fn first(&self, name: &Name, rtype: Option<RecordType>) -> Option<Position> {
+        let list = self.written.get(&LowerName::new(name))?;
+        list.iter()
+            .find(|(t, _)| rtype.is_none_or(|r| r == *t))
+            .or(list.first())
+            .and_then(|(_, p)| *p)
+    }
 }
 
 /// Collects the records and services of one zone, then builds it.
@@ -39,13 +63,27 @@ impl ZoneBuilder {
         }
     }
 
-    pub fn add_record(&mut self, record: Record, position: Option<Position>) {
-        let owner = record.name.clone();
+    /// Adds a record of `owner` (`ttl` is `None` for the zone's default),
+    /// its value written at `position` in the record at `item`.
+    pub fn add_record(
+        &mut self,
+        owner: &Name,
+        ttl: Option<u32>,
+        data: RData,
+        position: Position,
+        item: Position,
+    ) {
+        let record = Record::from_rdata(owner.clone(), ttl.unwrap_or(0), data);
         let list = self.entries.entry(owner.clone()).or_default();
         if list.is_empty() {
-            self.owners.push(owner);
+            self.owners.push(owner.clone());
         }
-        list.push(Entry { position, record });
+        list.push(Entry {
+            position: Some(position),
+            item,
+            record,
+            explicit_ttl: ttl.is_some(),
+        });
     }
 
     /// Adds a steered name, as the next of [`Zone::services`]; the same name
@@ -77,11 +115,29 @@ impl ZoneBuilder {
     /// Builds the zone with `soa` at its apex; errors between records go to
     /// `diagnostics` (the zone is built anyway, so that the zone-level checks
     /// still run and report everything at once).
-    pub fn finish(mut self, diagnostics: &mut Diagnostics, soa: Record, default_ttl: u32) -> Zone {
+    pub fn finish(
+        mut self,
+        diagnostics: &mut Diagnostics,
+        soa: Record,
+        default_ttl: u32,
+    ) -> (Zone, Located) {
         let origin = self.origin.clone();
         let mut nodes: HashMap<LowerName, Node> = HashMap::new();
+        let mut located = Located::default();
         for owner in &self.owners {
-            let entries = self.entries.remove(owner).unwrap_or_default();
+            let mut entries = self.entries.remove(owner).unwrap_or_default();
+            for e in &mut entries {
+                if !e.explicit_ttl {
+                    e.record.ttl = default_ttl;
+                }
+            }
+            located.written.insert(
+                LowerName::new(owner),
+                entries
+                    .iter()
+                    .map(|e| (e.record.record_type(), Some(e.item)))
+                    .collect(),
+            );
             let service = self.service_names.get(owner).map(|(_, p)| *p);
             let node = build_node(diagnostics, owner, &origin, entries, service);
             insert_with_ancestors(&mut nodes, owner, &origin, node);
@@ -110,7 +166,7 @@ impl ZoneBuilder {
         };
         let mut negative_soa = soa.clone();
         negative_soa.ttl = soa.ttl.min(minimum);
-        Zone {
+        let zone = Zone {
             origin,
             file: diagnostics.file.clone(),
             soa,
@@ -120,7 +176,8 @@ impl ZoneBuilder {
             has_delegations,
             has_wildcards,
             services: self.services,
-        }
+        };
+        (zone, located)
     }
 }
 

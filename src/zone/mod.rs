@@ -4,8 +4,8 @@
 //! A [`ZoneSet`] is one consistent snapshot of every loaded zone; a reload
 //! builds a new one and swaps it in whole, so a query never sees a mix.
 //!
-//! Loading goes in three steps: `parse` reads the YAML (with `positions`, the
-//! line and column of every value), `build` makes the zone of the records it
+//! Loading goes in three steps: `parse` reads the YAML (`yaml` gives every
+//! value with its line and column), `build` makes the zone of the records it
 //! read, and `validate` checks the zone whole (apex NS, CNAME loops, glue,
 //! data below cuts). [`load_set`] adds the checks between files; `serve` and
 //! `check` both load through it.
@@ -14,7 +14,7 @@ mod build;
 mod check;
 mod error;
 mod parse;
-mod positions;
+mod yaml;
 mod validate;
 
 use std::collections::{HashMap, HashSet};

@@ -1,27 +1,28 @@
 //! YAML text → the records, services and SOA of a zone, each with the line
 //! and column it was written at; [`super::build`] makes the zone of them and
-//! [`super::validate`] checks it whole. Only this file and `positions.rs`
-//! know that the format is YAML.
+//! [`super::validate`] checks it whole. Only this file and `yaml.rs` know
+//! that the format is YAML.
 //!
 //! A file is read to the end whatever it holds: a missing or bad top-level
 //! key, an unknown or duplicate key, is one error among the others, and every
 //! message speaks of the zone format (`serial: expected a whole number from 0
 //! to 4294967295`), never of the parser's types.
+//!
+//! Records are built as the parser reads them, owner by owner, so that no
+//! tree of the whole file is ever held: only the zone being built grows.
 
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{CAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
-use serde_yaml::{Mapping, Value};
 
-use super::build::ZoneBuilder;
+use super::build::{Located, ZoneBuilder};
 use super::error::{Diagnostics, Position, Severity, ZoneError};
-use super::positions::{self, PositionIndex};
 use super::validate::{self, Finding, Subject};
+use super::yaml::{self, Node, Value};
 use super::{ClusterConfig, HealthCheck, HealthProbe, Mirror, Service, SwitchMargin, Zone};
 
 const DEFAULT_TTL: u32 = 3600;
@@ -63,6 +64,9 @@ const CLUSTER_KEYS: &[&str] = &[
     "prefixes",
 ];
 
+/// The file as a whole.
+const FILE_START: Position = Position { line: 1, column: 1 };
+
 /// What reading one file gave: the zone when it has no error, and the origin
 /// whenever it could be read (so that two files with one origin are found
 /// even when one of them has errors).
@@ -76,7 +80,6 @@ pub(super) struct Parsed {
 /// Collects errors with positions while one file is read.
 struct Context<'a> {
     file: &'a Path,
-    index: PositionIndex,
     /// The origin; the root while it is unknown (missing or bad), so that
     /// relative names can still be checked for their form.
     origin: Name,
@@ -86,27 +89,25 @@ struct Context<'a> {
 
 /// One YAML mapping, read key by key.
 struct Fields<'v> {
-    path: String,
+    at: Position,
     what: String,
-    map: &'v Mapping,
+    node: &'v Node,
 }
 
 impl<'v> Fields<'v> {
     /// The value at `key`; a key written with no value (`ttl:`) counts as absent.
-    fn get(&self, key: &str) -> Option<&'v Value> {
-        self.map.get(key).filter(|v| !v.is_null())
+    fn get(&self, key: &str) -> Option<&'v Node> {
+        self.node.get(key).filter(|v| !v.is_null())
     }
 
-    fn path(&self, key: &str) -> String {
-        join(&self.path, key)
+    /// The value at `key`, even one written with no value.
+    fn raw(&self, key: &str) -> Option<&'v Node> {
+        self.node.get(key)
     }
-}
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}/{key}")
+    /// Where the value at `key` is, else where the mapping is.
+    fn at(&self, key: &str) -> Position {
+        self.node.get(key).map_or(self.at, |v| v.position)
     }
 }
 
@@ -114,14 +115,14 @@ fn join(path: &str, key: &str) -> String {
 trait FromYaml: Sized {
     /// What the format wants, for messages: "a whole number from 0 to 255".
     const EXPECTED: &'static str;
-    fn from_yaml(value: &Value) -> Option<Self>;
+    fn from_yaml(value: &Node) -> Option<Self>;
 }
 
 macro_rules! whole_number {
     ($t:ty, $expected:literal) => {
         impl FromYaml for $t {
             const EXPECTED: &'static str = $expected;
-            fn from_yaml(value: &Value) -> Option<Self> {
+            fn from_yaml(value: &Node) -> Option<Self> {
                 value.as_u64().and_then(|n| <$t>::try_from(n).ok())
             }
         }
@@ -138,7 +139,7 @@ struct Seconds(i32);
 
 impl FromYaml for Seconds {
     const EXPECTED: &'static str = "a whole number of seconds from 0 to 2147483647";
-    fn from_yaml(value: &Value) -> Option<Self> {
+    fn from_yaml(value: &Node) -> Option<Self> {
         value
             .as_u64()
             .and_then(|n| i32::try_from(n).ok())
@@ -148,41 +149,42 @@ impl FromYaml for Seconds {
 
 impl FromYaml for f64 {
     const EXPECTED: &'static str = "a number";
-    fn from_yaml(value: &Value) -> Option<Self> {
+    fn from_yaml(value: &Node) -> Option<Self> {
         value.as_f64()
     }
 }
 
 impl FromYaml for String {
     const EXPECTED: &'static str = "a string";
-    fn from_yaml(value: &Value) -> Option<Self> {
+    fn from_yaml(value: &Node) -> Option<Self> {
         value.as_str().map(str::to_string)
     }
 }
 
 /// What a value is, for "found ..." in messages.
-fn describe(value: &Value) -> String {
-    match value {
+fn describe(value: &Node) -> String {
+    match &value.value {
         Value::Null => "nothing".to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Float(f) => f.to_string(),
         Value::String(s) if s.chars().count() > 40 => {
             format!("{:?}...", s.chars().take(40).collect::<String>())
         }
         Value::String(s) => format!("{s:?}"),
         Value::Sequence(_) => "a list".to_string(),
         Value::Mapping(_) => "a mapping".to_string(),
-        Value::Tagged(t) => format!("a value tagged {}", t.tag),
     }
 }
 
-fn key_text(key: &Value) -> String {
-    match key {
+fn key_text(key: &Node) -> String {
+    match &key.value {
         Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Float(f) => f.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Null => String::new(),
-        other => describe(other),
+        _ => describe(key),
     }
 }
 
@@ -191,31 +193,16 @@ fn known_keys(known: &[&str]) -> String {
 }
 
 impl Context<'_> {
-    fn position(&self, path: &str) -> Option<Position> {
-        if path.is_empty() {
-            // The file as a whole.
-            return Some(Position { line: 1, column: 1 });
-        }
-        self.index.find(path)
-    }
-
-    fn error(&mut self, path: &str, message: impl Into<String>) {
-        let position = self.position(path);
-        self.diagnostics.error(position, message);
+    fn error(&mut self, at: Position, message: impl Into<String>) {
+        self.diagnostics.error(Some(at), message);
     }
 
     /// `value` as a mapping of the `known` keys: anything else is reported
     /// (a misspelt `tll:` must not pass silently).
-    fn fields<'v>(
-        &mut self,
-        path: &str,
-        what: &str,
-        value: &'v Value,
-        known: &[&str],
-    ) -> Option<Fields<'v>> {
-        let Value::Mapping(map) = value else {
+    fn fields<'v>(&mut self, what: &str, value: &'v Node, known: &[&str]) -> Option<Fields<'v>> {
+        let Value::Mapping(entries) = &value.value else {
             self.error(
-                path,
+                value.position,
                 format!(
                     "{what}: expected a mapping of {}, found {}",
                     known_keys(known),
@@ -224,12 +211,12 @@ impl Context<'_> {
             );
             return None;
         };
-        for key in map.keys() {
+        for (key, item) in entries {
             let known_key = key.as_str().is_some_and(|k| known.contains(&k));
             if !known_key {
                 let text = key_text(key);
                 self.error(
-                    &join(path, &text),
+                    item.position,
                     format!(
                         "unknown key `{text}` in {what} (known: {})",
                         known_keys(known)
@@ -238,18 +225,18 @@ impl Context<'_> {
             }
         }
         Some(Fields {
-            path: path.to_string(),
+            at: value.position,
             what: what.to_string(),
-            map,
+            node: value,
         })
     }
 
-    /// Reads `value` (at `path`, the value of `key`) as a `T`.
-    fn read<T: FromYaml>(&mut self, path: &str, key: &str, value: &Value) -> Option<T> {
+    /// Reads `value` (the value of `key`) as a `T`.
+    fn read<T: FromYaml>(&mut self, key: &str, value: &Node) -> Option<T> {
         let read = T::from_yaml(value);
         if read.is_none() {
             self.error(
-                path,
+                value.position,
                 format!("{key}: expected {}, found {}", T::EXPECTED, describe(value)),
             );
         }
@@ -257,11 +244,11 @@ impl Context<'_> {
     }
 
     fn required<T: FromYaml>(&mut self, fields: &Fields<'_>, key: &str) -> Option<T> {
-        match fields.map.get(key) {
-            Some(value) => self.read(&fields.path(key), key, value),
+        match fields.raw(key) {
+            Some(value) => self.read(key, value),
             None => {
                 let message = format!("{}: missing `{key}` ({})", fields.what, T::EXPECTED);
-                self.error(&fields.path, message);
+                self.error(fields.at, message);
                 None
             }
         }
@@ -270,26 +257,26 @@ impl Context<'_> {
     /// `None` when the key is absent, or present but bad (which is reported).
     fn optional<T: FromYaml>(&mut self, fields: &Fields<'_>, key: &str) -> Option<T> {
         let value = fields.get(key)?;
-        self.read(&fields.path(key), key, value)
+        self.read(key, value)
     }
 
     /// A list of strings (`ipv4: [192.0.2.1]`); a single string is not a list.
-    fn strings(&mut self, fields: &Fields<'_>, key: &str) -> Vec<(String, String)> {
-        let path = fields.path(key);
+    fn strings(&mut self, fields: &Fields<'_>, key: &str) -> Vec<(Position, String)> {
         match fields.get(key) {
             None => Vec::new(),
-            Some(Value::Sequence(items)) => items
+            Some(Node {
+                value: Value::Sequence(items),
+                ..
+            }) => items
                 .iter()
-                .enumerate()
-                .filter_map(|(i, item)| {
-                    let item_path = format!("{path}/{i}");
-                    let text: String = self.read(&item_path, key, item)?;
-                    Some((item_path, text))
+                .filter_map(|item| {
+                    let text: String = self.read(key, item)?;
+                    Some((item.position, text))
                 })
                 .collect(),
             Some(other) => {
                 self.error(
-                    &path,
+                    other.position,
                     format!(
                         "{key}: expected a list of strings, found {}",
                         describe(other)
@@ -301,50 +288,78 @@ impl Context<'_> {
     }
 }
 
+/// Reads one file while the parser goes: the records of each owner are
+/// built as soon as the origin is known (it nearly always comes first), and
+/// kept for the end only when it is not.
+struct Reader<'a> {
+    cx: Context<'a>,
+    builder: Option<ZoneBuilder>,
+    pending: Vec<(Node, Node)>,
+}
+
+impl yaml::Handler for Reader<'_> {
+    fn top_entry(&mut self, key: &Node, value: &Node) {
+        if key.as_str() == Some("origin")
+            && self.builder.is_none()
+            && let Some(origin) = value.as_str().and_then(|t| parse_origin(t).ok())
+        {
+            self.cx.origin = origin.clone();
+            self.builder = Some(ZoneBuilder::new(origin));
+            for (key, value) in std::mem::take(&mut self.pending) {
+                yaml::Handler::record(self, key, value);
+            }
+        }
+    }
+
+    fn record(&mut self, key: Node, value: Node) {
+        match &mut self.builder {
+            Some(builder) => add_owner_records(&mut self.cx, builder, &key, &value),
+            None => self.pending.push((key, value)),
+        }
+    }
+}
+
 /// Reads, builds and validates one zone file.
 pub(super) fn parse_zone(file: &Path, source: &str) -> Parsed {
-    let index = PositionIndex::build(source);
-    let mut diagnostics = Diagnostics::new(file);
-    for d in &index.duplicates {
-        diagnostics.error(
-            Some(d.position),
+    let mut reader = Reader {
+        cx: Context {
+            file,
+            origin: Name::root(),
+            default_ttl: DEFAULT_TTL,
+            diagnostics: Diagnostics::new(file),
+        },
+        builder: None,
+        pending: Vec::new(),
+    };
+    let document = match yaml::parse(source, &mut reader) {
+        Ok(document) => document,
+        Err(e) => {
+            // What was read before the syntax error is not reported: the
+            // file is fixed first.
+            let mut diagnostics = Diagnostics::new(file);
+            diagnostics.error(e.position, format!("not valid YAML: {}", e.message));
+            return Parsed {
+                origin: None,
+                zone: None,
+                errors: diagnostics.errors,
+                warnings: Vec::new(),
+            };
+        }
+    };
+    for d in &document.duplicates {
+        reader.cx.error(
+            d.position,
             format!(
                 "duplicate key `{}` (first at line {}): give each key once; the later value is the one read",
                 d.key, d.first.line
             ),
         );
     }
-    let root: Value = match serde_yaml::from_str(source) {
-        Ok(v) => v,
-        Err(e) => match positions::without_duplicates(source) {
-            Some(v) if !index.duplicates.is_empty() => v,
-            _ => {
-                let position = e.location().map(|l| Position {
-                    line: l.line(),
-                    column: l.column(),
-                });
-                diagnostics.error(position, format!("not valid YAML: {e}"));
-                return Parsed {
-                    origin: None,
-                    zone: None,
-                    errors: diagnostics.errors,
-                    warnings: Vec::new(),
-                };
-            }
-        },
-    };
-    let mut cx = Context {
-        file,
-        index,
-        origin: Name::root(),
-        default_ttl: DEFAULT_TTL,
-        diagnostics,
-    };
-    let (origin, zone) = read_zone(&mut cx, &root);
-    let mut errors = cx.diagnostics.errors;
+    let (origin, zone) = read_zone(&mut reader, document.root.as_ref());
+    let mut errors = reader.cx.diagnostics.errors;
     // The order of the file, so an operator reads them top to bottom.
     errors.sort_by_key(|e| e.position);
-    let mut warnings = cx.diagnostics.warnings;
+    let mut warnings = reader.cx.diagnostics.warnings;
     warnings.sort_by_key(|e| e.position);
     Parsed {
         origin,
@@ -354,46 +369,45 @@ pub(super) fn parse_zone(file: &Path, source: &str) -> Parsed {
     }
 }
 
-fn read_zone(cx: &mut Context<'_>, root: &Value) -> (Option<Name>, Option<Zone>) {
-    if root.is_null() {
+fn read_zone(reader: &mut Reader<'_>, root: Option<&Node>) -> (Option<Name>, Option<Zone>) {
+    let cx = &mut reader.cx;
+    let Some(root) = root.filter(|r| !r.is_null()) else {
         cx.error(
-            "",
+            FILE_START,
             "the file is empty: a zone has origin, soa and records (SPEC section 6)",
         );
         return (None, None);
-    }
-    let Some(top) = cx.fields("", "the zone", root, ZONE_KEYS) else {
+    };
+    let Some(top) = cx.fields("the zone", root, ZONE_KEYS) else {
         return (None, None);
     };
-    let origin = match top.map.get("origin") {
-        Some(value) => cx
-            .read::<String>("origin", "origin", value)
-            .and_then(|text| match parse_origin(&text) {
-                Ok(origin) => Some(origin),
-                Err(message) => {
-                    cx.error("origin", message);
-                    None
-                }
-            }),
+    let origin = match top.raw("origin") {
+        Some(value) => {
+            cx.read::<String>("origin", value)
+                .and_then(|text| match parse_origin(&text) {
+                    Ok(origin) => Some(origin),
+                    Err(message) => {
+                        cx.error(value.position, message);
+                        None
+                    }
+                })
+        }
         None => {
             cx.error(
-                "",
+                FILE_START,
                 "the zone: missing `origin` (the zone's apex, an absolute name such as example.test.)",
             );
             None
         }
     };
-    if let Some(origin) = &origin {
-        cx.origin = origin.clone();
-    }
     if let Some(ttl) = cx.optional::<u32>(&top, "ttl") {
         cx.default_ttl = ttl;
     }
-    let soa = match top.map.get("soa") {
+    let soa = match top.raw("soa") {
         Some(value) => build_soa(cx, value),
         None => {
             cx.error(
-                "",
+                FILE_START,
                 format!(
                     "the zone: missing `soa` (a mapping of {})",
                     known_keys(SOA_KEYS)
@@ -402,13 +416,17 @@ fn read_zone(cx: &mut Context<'_>, root: &Value) -> (Option<Name>, Option<Zone>)
             None
         }
     };
-    let mut builder = ZoneBuilder::new(cx.origin.clone());
-    let records = mapping_of(cx, &top, "records");
-    if let Some(records) = records {
-        for (key, value) in records {
-            add_owner_records(cx, &mut builder, key, value);
-        }
+    // The records not built while the file was read (no origin then).
+    let mut builder = match reader.builder.take() {
+        Some(builder) => builder,
+        None => ZoneBuilder::new(reader.cx.origin.clone()),
+    };
+    let cx = &mut reader.cx;
+    for (key, value) in std::mem::take(&mut reader.pending) {
+        add_owner_records(cx, &mut builder, &key, &value);
     }
+    // `records` itself is empty here: its entries went to the builder.
+    let _ = mapping_of(cx, &top, "records");
     let mut service_positions = Vec::new();
     if let Some(services) = mapping_of(cx, &top, "services") {
         for (key, value) in services {
@@ -429,22 +447,25 @@ fn read_zone(cx: &mut Context<'_>, root: &Value) -> (Option<Name>, Option<Zone>)
         let soa = SOA::new(origin.clone(), origin.clone(), 0, 0, 0, 0, 0);
         Record::from_rdata(origin.clone(), cx.default_ttl, RData::SOA(soa))
     });
-    let zone = builder.finish(&mut cx.diagnostics, soa, cx.default_ttl);
+    let soa_position = top.raw("soa").map(|s| s.position);
+    let (zone, located) = builder.finish(&mut cx.diagnostics, soa, cx.default_ttl);
     let findings = validate::validate(&zone);
-    report(cx, findings, records, &service_positions);
+    report(cx, findings, &located, soa_position, &service_positions);
     (Some(origin), Some(zone))
 }
 
-/// The mapping under an optional top-level key (`records`, `services`).
-fn mapping_of<'v>(cx: &mut Context<'_>, top: &Fields<'v>, key: &str) -> Option<&'v Mapping> {
-    match top.get(key)? {
-        Value::Mapping(map) => Some(map),
-        other => {
+/// The entries of the mapping under an optional top-level key (`records`,
+/// `services`).
+fn mapping_of<'v>(cx: &mut Context<'_>, top: &Fields<'v>, key: &str) -> Option<&'v [(Node, Node)]> {
+    let node = top.get(key)?;
+    match &node.value {
+        Value::Mapping(entries) => Some(entries),
+        _ => {
             cx.error(
-                key,
+                node.position,
                 format!(
                     "{key}: expected a mapping of names, found {}",
-                    describe(other)
+                    describe(node)
                 ),
             );
             None
@@ -456,38 +477,16 @@ fn mapping_of<'v>(cx: &mut Context<'_>, top: &Fields<'v>, key: &str) -> Option<&
 fn report(
     cx: &mut Context<'_>,
     findings: Vec<Finding>,
-    records: Option<&Mapping>,
+    located: &Located,
+    soa_position: Option<Position>,
     service_positions: &[Option<Position>],
 ) {
-    if findings.is_empty() {
-        return;
-    }
-    let mut wanted: HashSet<LowerName> = HashSet::new();
-    for finding in &findings {
-        match &finding.subject {
-            Subject::Records(names) => {
-                wanted.extend(names.iter().map(|(n, _)| LowerName::new(n)));
-            }
-            Subject::Apex => {
-                wanted.insert(LowerName::new(&cx.origin));
-            }
-            Subject::Service(_) => {}
-        }
-    }
-    let written = records
-        .map(|r| locate_records(cx, r, &wanted))
-        .unwrap_or_default();
-    let find = |name: &Name, rtype: Option<RecordType>| -> Option<Position> {
-        let list = written.get(&LowerName::new(name))?;
-        list.iter()
-            .find(|(t, _)| rtype.is_none() || *t == rtype)
-            .or(list.first())
-            .and_then(|(_, p)| *p)
-    };
     for finding in findings {
         let position = match &finding.subject {
-            Subject::Records(names) => names.iter().filter_map(|(n, t)| find(n, *t)).min(),
-            Subject::Apex => find(&cx.origin, Some(RecordType::NS)).or_else(|| cx.position("soa")),
+            Subject::Records(names) => names.iter().filter_map(|(n, t)| located.first(n, *t)).min(),
+            Subject::Apex => located
+                .first(&cx.origin, Some(RecordType::NS))
+                .or(soa_position),
             Subject::Service(i) => service_positions.get(*i).copied().flatten(),
         };
         match finding.severity {
@@ -497,50 +496,15 @@ fn report(
     }
 }
 
-/// The records written for each name: their types (when known) and positions,
-/// in file order.
-type Written = HashMap<LowerName, Vec<(Option<RecordType>, Option<Position>)>>;
-
-/// Where the records of the `wanted` names are written.
-fn locate_records(cx: &Context<'_>, records: &Mapping, wanted: &HashSet<LowerName>) -> Written {
-    let mut found = Written::new();
-    for (key, value) in records {
-        let Some(text) = owner_key(key) else {
-            continue;
-        };
-        let Ok(owner) = cx.owner(&text) else {
-            continue;
-        };
-        let owner = LowerName::new(&owner);
-        if !wanted.contains(&owner) {
-            continue;
-        }
-        let path = format!("records/{text}");
-        let list = found.entry(owner).or_default();
-        for (item_path, item) in items(&path, value) {
-            let rtype = item
-                .get("type")
-                .and_then(Value::as_str)
-                .and_then(known_type);
-            list.push((rtype, cx.position(&item_path)));
-        }
-    }
-    found
-}
-
-/// One item or a list of them, each with its path.
-fn items<'v>(path: &str, value: &'v Value) -> Vec<(String, &'v Value)> {
-    match value {
-        Value::Sequence(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{path}/{i}"), v))
-            .collect(),
-        other => vec![(path.to_string(), other)],
+/// One item or a list of them.
+fn items(value: &Node) -> Vec<&Node> {
+    match &value.value {
+        Value::Sequence(items) => items.iter().collect(),
+        _ => vec![value],
     }
 }
 
-fn parse_origin(text: &str) -> Result<Name, String> {
+pub(super) fn parse_origin(text: &str) -> Result<Name, String> {
     if !text.ends_with('.') {
         return Err(format!("origin {text:?} must be absolute (end with '.')"));
     }
@@ -550,7 +514,7 @@ fn parse_origin(text: &str) -> Result<Name, String> {
 /// Checks the presentation form of a name: labels of letters, digits, '-' and
 /// '_' (for SRV and DMARC-style owners), 1 to 63 bytes; `*` only as the
 /// leftmost label of an owner.
-fn parse_name_text(text: &str, allow_wildcard: bool) -> Result<Name, String> {
+pub(super) fn parse_name_text(text: &str, allow_wildcard: bool) -> Result<Name, String> {
     let trimmed = text.strip_suffix('.').unwrap_or(text);
     if !trimmed.is_empty() {
         for (i, label) in trimmed.split('.').enumerate() {
@@ -602,15 +566,15 @@ impl Context<'_> {
         match self.name(&text, false) {
             Ok(name) => Some(name),
             Err(e) => {
-                self.error(&fields.path(key), e);
+                self.error(fields.at(key), e);
                 None
             }
         }
     }
 }
 
-fn build_soa(cx: &mut Context<'_>, value: &Value) -> Option<Record> {
-    let fields = cx.fields("soa", "soa", value, SOA_KEYS)?;
+fn build_soa(cx: &mut Context<'_>, value: &Node) -> Option<Record> {
+    let fields = cx.fields("soa", value, SOA_KEYS)?;
     let mname = cx.name_field(&fields, "mname");
     let rname = cx.name_field(&fields, "rname");
     let serial = cx.required::<u32>(&fields, "serial");
@@ -628,101 +592,107 @@ fn build_soa(cx: &mut Context<'_>, value: &Value) -> Option<Record> {
     ))
 }
 
-fn owner_key(key: &Value) -> Option<String> {
-    match key {
+fn owner_key(key: &Node) -> Option<String> {
+    match &key.value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::Float(f) => Some(f.to_string()),
         Value::Null => Some(String::new()),
         _ => None,
     }
 }
 
-fn add_owner_records(cx: &mut Context<'_>, builder: &mut ZoneBuilder, key: &Value, value: &Value) {
+fn add_owner_records(cx: &mut Context<'_>, builder: &mut ZoneBuilder, key: &Node, value: &Node) {
     let Some(owner_text) = owner_key(key) else {
         cx.error(
-            "records",
+            key.position,
             format!("a record owner must be a name, found {}", describe(key)),
         );
         return;
     };
-    let path = format!("records/{owner_text}");
     let owner = match cx.owner(&owner_text) {
         Ok(o) => o,
-        Err(e) => return cx.error(&path, e),
+        Err(e) => return cx.error(value.position, e),
     };
-    for (item_path, item) in items(&path, value) {
+    for item in items(value) {
         let what = format!("the record of {owner}");
-        let Some(fields) = cx.fields(&item_path, &what, item, RECORD_KEYS) else {
+        let Some(fields) = cx.fields(&what, item, RECORD_KEYS) else {
             continue;
         };
-        for (record, position) in build_records(cx, &fields, &owner) {
-            builder.add_record(record, position);
-        }
+        build_records(cx, builder, &fields, &owner);
     }
 }
 
+/// Builds the records of one mapping (`value` or `values`) into `builder`.
 fn build_records(
     cx: &mut Context<'_>,
+    builder: &mut ZoneBuilder,
     fields: &Fields<'_>,
     owner: &Name,
-) -> Vec<(Record, Option<Position>)> {
+) {
     let ttl = cx.optional::<u32>(fields, "ttl");
     let type_text: Option<String> = cx.required(fields, "type");
     let Some(type_text) = type_text else {
-        return Vec::new();
+        return;
     };
     let Some(rtype) = known_type(&type_text) else {
         cx.error(
-            &fields.path("type"),
+            fields.at("type"),
             format!("unknown record type {type_text:?} (known: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR; SOA goes in the top-level `soa`)"),
         );
-        return Vec::new();
+        return;
     };
-    let values: Vec<(String, &Value)> = match (fields.get("value"), fields.get("values")) {
-        (Some(v), None) => vec![(fields.path("value"), v)],
-        (None, Some(Value::Sequence(vs))) if !vs.is_empty() => vs
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{}/{i}", fields.path("values")), v))
-            .collect(),
-        (None, Some(Value::Sequence(_))) => {
+    let values: Vec<&Node> = match (fields.get("value"), fields.get("values")) {
+        (Some(v), None) => vec![v],
+        (
+            None,
+            Some(Node {
+                value: Value::Sequence(vs),
+                ..
+            }),
+        ) if !vs.is_empty() => vs.iter().collect(),
+        (
+            None,
+            Some(
+                node @ Node {
+                    value: Value::Sequence(_),
+                    ..
+                },
+            ),
+        ) => {
             cx.error(
-                &fields.path("values"),
+                node.position,
                 format!("{rtype} record at {owner} has an empty `values` list"),
             );
-            return Vec::new();
+            return;
         }
         (None, Some(other)) => {
             cx.error(
-                &fields.path("values"),
+                other.position,
                 format!(
                     "values: expected a list (use `value` for one), found {}",
                     describe(other)
                 ),
             );
-            return Vec::new();
+            return;
         }
         (Some(_), Some(_)) => {
-            cx.error(&fields.path, "a record has `value` or `values`, not both");
-            return Vec::new();
+            cx.error(fields.at, "a record has `value` or `values`, not both");
+            return;
         }
         (None, None) => {
             cx.error(
-                &fields.path,
+                fields.at,
                 format!("{rtype} record at {owner} has no `value` or `values`"),
             );
-            return Vec::new();
+            return;
         }
     };
-    let ttl = ttl.unwrap_or(cx.default_ttl);
-    let mut out = Vec::new();
-    for (value_path, value) in values {
-        if let Some(data) = rdata(cx, rtype, &value_path, value) {
-            let position = cx.position(&value_path);
-            out.push((Record::from_rdata(owner.clone(), ttl, data), position));
+    for value in values {
+        if let Some(data) = rdata(cx, rtype, value) {
+            builder.add_record(owner, ttl, data, value.position, fields.at);
         }
     }
-    out
 }
 
 fn known_type(text: &str) -> Option<RecordType> {
@@ -742,11 +712,11 @@ fn known_type(text: &str) -> Option<RecordType> {
 }
 
 /// One record's data; errors are reported where they are.
-fn rdata(cx: &mut Context<'_>, rtype: RecordType, path: &str, value: &Value) -> Option<RData> {
+fn rdata(cx: &mut Context<'_>, rtype: RecordType, value: &Node) -> Option<RData> {
     let simple = |cx: &mut Context<'_>, result: Result<RData, String>| match result {
         Ok(data) => Some(data),
         Err(message) => {
-            cx.error(path, message);
+            cx.error(value.position, message);
             None
         }
     };
@@ -779,14 +749,13 @@ fn rdata(cx: &mut Context<'_>, rtype: RecordType, path: &str, value: &Value) -> 
             simple(cx, data)
         }
         RecordType::MX => {
-            let fields = cx.fields(path, "an MX value", value, &["preference", "exchange"])?;
+            let fields = cx.fields("an MX value", value, &["preference", "exchange"])?;
             let preference = cx.required::<u16>(&fields, "preference");
             let exchange = cx.name_field(&fields, "exchange");
             Some(RData::MX(MX::new(preference?, exchange?)))
         }
         RecordType::SRV => {
             let fields = cx.fields(
-                path,
                 "an SRV value",
                 value,
                 &["priority", "weight", "port", "target"],
@@ -802,7 +771,7 @@ fn rdata(cx: &mut Context<'_>, rtype: RecordType, path: &str, value: &Value) -> 
             simple(cx, data)
         }
         RecordType::CAA => {
-            let fields = cx.fields(path, "a CAA value", value, &["flags", "tag", "value"])?;
+            let fields = cx.fields("a CAA value", value, &["flags", "tag", "value"])?;
             let flags = cx.required::<u8>(&fields, "flags");
             let tag = cx.required::<String>(&fields, "tag");
             let caa_value = cx.required::<String>(&fields, "value");
@@ -813,14 +782,15 @@ fn rdata(cx: &mut Context<'_>, rtype: RecordType, path: &str, value: &Value) -> 
     }
 }
 
-fn scalar(value: &Value) -> Result<String, String> {
-    match value {
+fn scalar(value: &Node) -> Result<String, String> {
+    match &value.value {
         Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::Int(n) => Ok(n.to_string()),
+        Value::Float(f) => Ok(f.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!(
+        _ => Err(format!(
             "expected a single value (a string), found {}",
-            describe(other)
+            describe(value)
         )),
     }
 }
@@ -829,10 +799,10 @@ fn bad_address(text: &str, family: &str) -> String {
     format!("bad address {text}: not an {family} address")
 }
 
-fn txt(value: &Value) -> Result<TXT, String> {
-    let strings: Vec<String> = match value {
+fn txt(value: &Node) -> Result<TXT, String> {
+    let strings: Vec<String> = match &value.value {
         Value::Sequence(items) => items.iter().map(scalar).collect::<Result<_, _>>()?,
-        other => vec![scalar(other)?],
+        _ => vec![scalar(value)?],
     };
     for s in &strings {
         if s.len() > MAX_CHARACTER_STRING {
@@ -865,50 +835,49 @@ fn caa(flags: u8, tag: String, value: String) -> Result<CAA, String> {
 /// the checks between names run too; the errors reject the zone.
 fn build_service(
     cx: &mut Context<'_>,
-    key: &Value,
-    value: &Value,
+    key: &Node,
+    value: &Node,
 ) -> Option<(Service, Option<Position>)> {
     let Some(text) = owner_key(key) else {
         cx.error(
-            "services",
+            key.position,
             format!("a service must be a name, found {}", describe(key)),
         );
         return None;
     };
-    let path = format!("services/{text}");
+    let path = value.position;
     let name = match cx.owner(&text) {
         Ok(n) if n.is_wildcard() => {
-            cx.error(&path, "a service cannot be a wildcard name");
+            cx.error(path, "a service cannot be a wildcard name");
             return None;
         }
         Ok(n) => n,
         Err(e) => {
-            cx.error(&path, e);
+            cx.error(path, e);
             return None;
         }
     };
     let what = format!("service {name}");
-    let fields = cx.fields(&path, &what, value, SERVICE_KEYS)?;
+    let fields = cx.fields(&what, value, SERVICE_KEYS)?;
     let ttl = cx.optional::<u32>(&fields, "ttl").unwrap_or(cx.default_ttl);
     let mirrors = build_mirrors(cx, &fields, &name, ttl);
     let clusters = build_clusters(cx, &fields);
+    let mut max_age_at = fields.at("measurements");
     let max_age_s = match fields.get("measurements") {
-        Some(value) => {
-            let mpath = fields.path("measurements");
-            cx.fields(&mpath, "measurements", value, &["max_age_s"])
-                .and_then(|m| cx.optional::<u64>(&m, "max_age_s"))
-        }
+        Some(value) => cx
+            .fields("measurements", value, &["max_age_s"])
+            .and_then(|m| {
+                max_age_at = m.at("max_age_s");
+                cx.optional::<u64>(&m, "max_age_s")
+            }),
         None => None,
     }
     .unwrap_or(3600);
     if max_age_s == 0 {
-        cx.error(
-            &format!("{path}/measurements/max_age_s"),
-            "max_age_s must be at least 1",
-        );
+        cx.error(max_age_at, "max_age_s must be at least 1");
     }
     let switch_margin = build_switch_margin(cx, &fields);
-    let position = cx.position(&path);
+    let position = Some(path);
     let mirrors = mirrors?;
     Some((
         Service {
@@ -927,8 +896,8 @@ fn build_switch_margin(cx: &mut Context<'_>, service: &Fields<'_>) -> SwitchMarg
     let Some(value) = service.get("switch_margin") else {
         return SwitchMargin::default();
     };
-    let path = service.path("switch_margin");
-    let Some(fields) = cx.fields(&path, "switch_margin", value, &["ms", "percent"]) else {
+    let path = value.position;
+    let Some(fields) = cx.fields("switch_margin", value, &["ms", "percent"]) else {
         return SwitchMargin::default();
     };
     let ms = cx.required::<f64>(&fields, "ms");
@@ -940,7 +909,7 @@ fn build_switch_margin(cx: &mut Context<'_>, service: &Fields<'_>) -> SwitchMarg
         SwitchMargin { ms, percent }
     } else {
         cx.error(
-            &path,
+            path,
             "switch_margin ms and percent must be finite and not negative",
         );
         SwitchMargin::default()
@@ -953,23 +922,24 @@ fn build_mirrors(
     name: &Name,
     ttl: u32,
 ) -> Option<Vec<Mirror>> {
-    let path = service.path("mirrors");
-    let raw = match service.map.get("mirrors") {
+    let path = service.at("mirrors");
+    let raw = match service.raw("mirrors").map(|n| &n.value) {
         None => {
             cx.error(
-                &service.path,
+                service.at,
                 format!("service {name}: missing `mirrors` (a list of mirrors)"),
             );
             return None;
         }
         Some(Value::Sequence(raw)) if raw.is_empty() => {
-            cx.error(&path, format!("service {name} has no mirrors"));
+            cx.error(path, format!("service {name} has no mirrors"));
             return None;
         }
         Some(Value::Sequence(raw)) => raw,
-        Some(other) => {
+        Some(_) => {
+            let other = service.raw("mirrors")?;
             cx.error(
-                &path,
+                path,
                 format!(
                     "mirrors: expected a list of mirrors, found {}",
                     describe(other)
@@ -980,7 +950,7 @@ fn build_mirrors(
     };
     if raw.len() > MAX_MIRRORS {
         cx.error(
-            &service.path,
+            service.at,
             format!(
                 "service {name} has {} mirrors; at most {MAX_MIRRORS} are supported",
                 raw.len()
@@ -989,15 +959,15 @@ fn build_mirrors(
         return None;
     }
     let mut mirrors: Vec<Mirror> = Vec::new();
-    for (i, value) in raw.iter().enumerate() {
-        let mpath = format!("{path}/{i}");
-        let Some(fields) = cx.fields(&mpath, "a mirror", value, MIRROR_KEYS) else {
+    for value in raw {
+        let mpath = value.position;
+        let Some(fields) = cx.fields("a mirror", value, MIRROR_KEYS) else {
             continue;
         };
         let mirror_name = cx.required::<String>(&fields, "name").unwrap_or_default();
-        if fields.map.contains_key("name") && !valid_mirror_name(&mirror_name) {
+        if fields.raw("name").is_some() && !valid_mirror_name(&mirror_name) {
             cx.error(
-                &fields.path("name"),
+                fields.at("name"),
                 format!(
                     "bad mirror name {mirror_name:?}: use lower-case letters, digits, '-' and '_'"
                 ),
@@ -1005,7 +975,7 @@ fn build_mirrors(
         }
         if mirrors.iter().any(|other| other.name == mirror_name) && !mirror_name.is_empty() {
             cx.error(
-                &fields.path("name"),
+                fields.at("name"),
                 format!("duplicate mirror {mirror_name:?} in service {name}"),
             );
         }
@@ -1013,20 +983,20 @@ fn build_mirrors(
         let ipv6_texts = cx.strings(&fields, "ipv6");
         let ipv4 = addresses::<Ipv4Addr>(cx, &ipv4_texts, "IPv4");
         let ipv6 = addresses::<Ipv6Addr>(cx, &ipv6_texts, "IPv6");
-        let none_given = |key: &str| match fields.get(key) {
+        let none_given = |key: &str| match fields.get(key).map(|n| &n.value) {
             None => true,
             Some(Value::Sequence(items)) => items.is_empty(),
             Some(_) => false,
         };
         if none_given("ipv4") && none_given("ipv6") {
             cx.error(
-                &mpath,
+                mpath,
                 format!("mirror {mirror_name:?} has no ipv4 or ipv6 address"),
             );
         }
         let capacity_qps = cx.optional::<u64>(&fields, "capacity_qps");
         let health = match fields.get("health") {
-            Some(value) => build_health(cx, &fields.path("health"), value, &ipv4, &ipv6),
+            Some(value) => build_health(cx, value, &ipv4, &ipv6),
             None => None,
         };
         let a_records = ipv4
@@ -1060,15 +1030,15 @@ fn valid_mirror_name(name: &str) -> bool {
 
 fn addresses<T: std::str::FromStr>(
     cx: &mut Context<'_>,
-    texts: &[(String, String)],
+    texts: &[(Position, String)],
     family: &str,
 ) -> Vec<T> {
     let mut out = Vec::new();
-    for (path, text) in texts {
+    for (at, text) in texts {
         match text.parse() {
             Ok(a) => out.push(a),
             Err(_) => cx.error(
-                path,
+                *at,
                 format!("bad address {text:?}: not an {family} address"),
             ),
         }
@@ -1104,12 +1074,12 @@ fn url_address(url: &str) -> Option<IpAddr> {
 
 fn build_health(
     cx: &mut Context<'_>,
-    path: &str,
-    value: &Value,
+    value: &Node,
     ipv4: &[Ipv4Addr],
     ipv6: &[Ipv6Addr],
 ) -> Option<HealthCheck> {
-    let fields = cx.fields(path, "health", value, HEALTH_KEYS)?;
+    let path = value.position;
+    let fields = cx.fields("health", value, HEALTH_KEYS)?;
     let tcp_port = cx.optional::<u16>(&fields, "tcp_port");
     let url = cx.optional::<String>(&fields, "url");
     let address = cx.optional::<String>(&fields, "address");
@@ -1129,7 +1099,7 @@ fn build_health(
                 Some(text) => match text.parse::<IpAddr>() {
                     Ok(a) => a,
                     Err(_) => {
-                        cx.error(&fields.path("address"), format!("bad address {text:?}"));
+                        cx.error(fields.at("address"), format!("bad address {text:?}"));
                         return None;
                     }
                 },
@@ -1147,7 +1117,7 @@ fn build_health(
         (None, Some(url)) if url.starts_with("http://") => {
             if let Some(address) = url_address(&url).filter(|a| is_documentation(*a)) {
                 cx.error(
-                    &fields.path("url"),
+                    fields.at("url"),
                     format!("health url {url:?} is on the documentation address {address}, which is answered but never contacted: give a url on an address the mirror can be reached at"),
                 );
                 return None;
@@ -1156,7 +1126,7 @@ fn build_health(
         }
         (None, Some(url)) => {
             cx.error(
-                &fields.path("url"),
+                fields.at("url"),
                 format!("health url {url:?} must start with http:// (https checks are not supported yet)"),
             );
             return None;
@@ -1185,8 +1155,8 @@ fn build_clusters(cx: &mut Context<'_>, service: &Fields<'_>) -> ClusterConfig {
     let Some(value) = service.get("clusters") else {
         return defaults;
     };
-    let cpath = service.path("clusters");
-    let Some(fields) = cx.fields(&cpath, "clusters", value, CLUSTER_KEYS) else {
+    let cpath = value.position;
+    let Some(fields) = cx.fields("clusters", value, CLUSTER_KEYS) else {
         return defaults;
     };
     let config = ClusterConfig {
@@ -1206,7 +1176,7 @@ fn build_clusters(cx: &mut Context<'_>, service: &Fields<'_>) -> ClusterConfig {
     };
     if config.block_v4 > 32 || config.initial_v4 > config.block_v4 {
         cx.error(
-            &cpath,
+            cpath,
             format!(
                 "IPv4 lengths must satisfy initial_v4 ({}) <= block_v4 ({}) <= 32",
                 config.initial_v4, config.block_v4
@@ -1215,7 +1185,7 @@ fn build_clusters(cx: &mut Context<'_>, service: &Fields<'_>) -> ClusterConfig {
     }
     if config.block_v6 > 128 || config.initial_v6 > config.block_v6 {
         cx.error(
-            &cpath,
+            cpath,
             format!(
                 "IPv6 lengths must satisfy initial_v6 ({}) <= block_v6 ({}) <= 128",
                 config.initial_v6, config.block_v6
