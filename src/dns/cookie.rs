@@ -12,12 +12,12 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use siphasher::sip::SipHasher24;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::edns::{CLIENT_COOKIE_LEN, RequestCookie};
 
@@ -160,6 +160,9 @@ impl CookieSecret {
         if let Some(path) = file {
             let secret = read_secret(path)?;
             info!(file = %path.display(), "dns cookie secret read from --cookie-secret-file");
+            if fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                warn!(file = %path.display(), "the dns cookie secret is readable by other users: whoever reads it can pass rate limiting (chmod 600)");
+            }
             return Ok(secret);
         }
         let path = state_dir.join(SECRET_FILE);
@@ -330,7 +333,6 @@ mod tests {
             first.server_cookie(&[1; 8], [0; 3], 7, ip),
             again.server_cookie(&[1; 8], [0; 3], 7, ip)
         );
-        use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(dir.path().join(SECRET_FILE))
             .unwrap()
             .permissions()
