@@ -244,6 +244,7 @@ fn move_off(
                 store: inputs.store,
                 now: inputs.now,
                 passive: 0,
+                events: None,
             };
             let scores = cluster_scores(cluster, &rules);
             let score = |id: MirrorId| config.local_index(id).map_or(Score::Unknown, |l| scores[l]);

@@ -22,10 +22,12 @@
 //! price of copying a table of a million clusters per batch.
 
 mod decision;
+mod events;
 mod explain;
 mod image;
 mod load;
 mod measurements;
+mod query;
 mod region;
 mod status;
 mod table;
@@ -41,10 +43,14 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use decision::Score;
+pub use events::{
+    CAPACITY as EVENT_CAPACITY, Choice, Event, EventKind, EventLog, EventPage, Regroup,
+};
 pub use explain::{Explanation, ExplorationFacts, MirrorFacts};
 pub use image::Image;
 pub use load::Move;
 pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
+pub use query::{ClusterPage, ClusterQuery, SortKey};
 pub use table::Decision;
 
 use measurements::MeasurementStore;
@@ -81,6 +87,9 @@ pub struct Engine {
     /// When each mirror's agent last posted a passive (access-log) RTT:
     /// silent sub-blocks are explored only with mirrors that do.
     passive_seen: Mutex<HashMap<MirrorId, Seconds>>,
+    /// Recent splits, merges, switches, load moves, health changes,
+    /// drains and reloads (`GET /v1/events`).
+    events: EventLog,
 }
 
 /// `serve --max-blocks` when nothing sets it.
@@ -254,6 +263,8 @@ pub struct ServiceSummary {
     pub name: String,
     pub zone: String,
     pub mirrors: Vec<String>,
+    /// Each mirror's `capacity_qps` for the service, in `mirrors` order.
+    pub capacity_qps: Vec<Option<u64>>,
     pub clusters: usize,
     pub complete: usize,
 }
@@ -415,7 +426,7 @@ impl Engine {
 
     /// What the rules read besides a table, as of `now`.
     fn inputs<'a>(
-        &self,
+        &'a self,
         config: &'a ServiceConfig,
         store: &'a MeasurementStore,
         now: Seconds,
@@ -432,6 +443,7 @@ impl Engine {
             store,
             now,
             passive,
+            events: Some(&self.events),
         }
     }
 
@@ -462,13 +474,37 @@ impl Engine {
     /// mirror no zone names; else whether anything changed.
     pub fn set_drained(&self, name: &str, drained: bool) -> Option<bool> {
         let id = self.known_mirror(name)?;
-        Some(self.status.set_drained(id, drained))
+        let changed = self.status.set_drained(id, drained);
+        if changed {
+            let mirror = name.to_string();
+            self.events
+                .record(now(), EventKind::Drain { mirror, drained });
+        }
+        Some(changed)
     }
 
     /// Marks mirror `name` down or up, as its health check found.
     pub fn set_down(&self, name: &str, down: bool) -> Option<bool> {
         let id = self.known_mirror(name)?;
-        Some(self.status.set_down(id, down))
+        let changed = self.status.set_down(id, down);
+        if changed {
+            let (mirror, healthy) = (name.to_string(), !down);
+            self.events
+                .record(now(), EventKind::Health { mirror, healthy });
+        }
+        Some(changed)
+    }
+
+    /// The events recorded after `since`, oldest first, at most `limit`.
+    pub fn events(&self, since: u64, limit: usize) -> EventPage {
+        self.events.since(since, limit)
+    }
+
+    /// Records a reload of the zones, done or refused (`Err` says why).
+    pub fn record_reload(&self, trigger: &str, outcome: Result<(usize, usize), String>) {
+        let trigger = trigger.to_string();
+        self.events
+            .record(now(), EventKind::Reload { trigger, outcome });
     }
 
     /// Services whose every mirror is drained or down: they answer with all
@@ -558,6 +594,15 @@ impl Engine {
             .into_iter()
             .map(|m| {
                 let (from, to) = (name(m.from), name(m.to));
+                let kind = EventKind::LoadMove {
+                    service: m.service.clone(),
+                    cluster: m.cluster,
+                    from: from.clone(),
+                    to: to.clone(),
+                    back: m.back,
+                    qps: m.qps,
+                };
+                self.events.record(now, kind);
                 (m, from, to)
             })
             .collect()
@@ -709,6 +754,7 @@ impl Engine {
                     name: config.name.clone(),
                     zone: table.zone.read().clone(),
                     mirrors: config.mirror_names.clone(),
+                    capacity_qps: config.capacity_qps.clone(),
                     clusters: clusters.len(),
                     complete: clusters.iter().filter(|(_, c)| c.is_complete()).count(),
                 }
@@ -726,30 +772,7 @@ impl Engine {
         let clusters = table.clusters.read();
         let views = clusters
             .iter()
-            .map(|(prefix, cluster)| {
-                let scores = table::cluster_scores(cluster, &inputs);
-                ClusterView {
-                    prefix,
-                    complete: cluster.is_complete(),
-                    mirror: cluster
-                        .offload
-                        .iter()
-                        .chain(&cluster.ranking)
-                        .find(|id| self.status.is_available(**id))
-                        .map(|id| bindings.mirror_names[usize::from(*id)].clone()),
-                    offloaded: cluster.offload.is_some(),
-                    rtt: config
-                        .mirror_names
-                        .iter()
-                        .zip(scores)
-                        .filter(|(_, s)| *s != Score::Unknown)
-                        .map(|(n, s)| (n.clone(), s))
-                        .collect(),
-                    blocks: cluster.blocks.len(),
-                    queries: cluster.blocks.queries(),
-                    exploring: cluster.blocks.exploring(),
-                }
-            })
+            .map(|(prefix, cluster)| self.view(prefix, cluster, &bindings.mirror_names, &inputs))
             .collect();
         Some((config.name.clone(), views))
     }

@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use ipnet::IpNet;
 
 use super::decision::{BlockSamples, Sample, Score, Strictness};
+use super::events::{self, EventLog};
 use super::measurements::{MeasurementStore, MirrorId, Rtt, Seconds};
 use super::table::{Block, Cluster, Clusters, Entry, Exploring, ServiceConfig};
 use crate::zone::Family;
@@ -40,6 +41,8 @@ pub struct Inputs<'a> {
     /// Local mask of the mirrors whose agents post passive RTTs: only they
     /// are explored, so a deployment without access-log agents pays nothing.
     pub passive: u64,
+    /// Where splits, merges and switches are recorded (none: not recorded).
+    pub events: Option<&'a EventLog>,
 }
 
 /// What a cluster of the region was before, for hysteresis and continuity.
@@ -97,9 +100,11 @@ pub fn redecide(clusters: &mut Clusters, inputs: &Inputs, root: IpNet) {
     }
     adopt_busiest_choice(&mut groups);
     keep_answers_of_the_unmeasured(&mut groups, &old);
+    let after: Vec<IpNet> = groups.iter().map(|g| g.prefix).collect();
     for g in groups {
         g.install(clusters, &old, inputs);
     }
+    events::regrouped(inputs, root, old.iter().map(|(p, _)| *p), &after);
     clusters.refresh_enclosing(root);
 }
 
@@ -193,6 +198,8 @@ impl Group {
                 .quality()
                 .answer_changes
                 .fetch_add(1, Ordering::Relaxed);
+            let from = same.and_then(OldState::answer);
+            events::switched(inputs, self.prefix, from, &self.ranking, &self.latency);
         }
         let mut exploring = false;
         for ((prefix, block, _), samples) in self.entries.iter_mut().zip(&self.samples) {
