@@ -69,6 +69,21 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Print an RFC 1035 master file (as BIND, Knot and NSD read it) as a
+    /// zone in the YAML format, on stdout.
+    ///
+    /// Handles $ORIGIN, $TTL, @, relative names, parentheses across lines,
+    /// comments and quoted strings with escapes. A record the YAML format
+    /// cannot hold (another type than SOA, NS, A, AAAA, CNAME, MX, TXT, SRV,
+    /// CAA, PTR; another class than IN; a name outside the zone) is an error
+    /// naming its line: exit 1, nothing printed.
+    Import {
+        /// The master file.
+        file: PathBuf,
+        /// The zone's name, for files that do not set it with $ORIGIN.
+        #[arg(long)]
+        origin: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -329,6 +344,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { paths } => check(&paths),
+        Command::Import { file, origin } => import(&file, origin.as_deref()),
     }
 }
 
@@ -526,6 +542,28 @@ fn table(service: &str, api: &str, json: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mirrordns: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import(file: &std::path::Path, origin: Option<&str>) -> ExitCode {
+    let source = match std::fs::read_to_string(file) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("mirrordns: {}: cannot read: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match zone::import(file, &source, origin) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
             ExitCode::FAILURE
         }
     }

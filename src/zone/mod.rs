@@ -13,9 +13,10 @@
 mod build;
 mod check;
 mod error;
+mod import;
 mod parse;
-mod yaml;
 mod validate;
+mod yaml;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,6 +28,7 @@ use ipnet::IpNet;
 
 pub use check::check;
 pub use error::{Position, Severity, ZoneError, ZoneErrors};
+pub use import::import;
 
 /// One authoritative zone, validated.
 #[derive(Debug)]
