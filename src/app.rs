@@ -134,6 +134,13 @@ impl App {
             &self.counters.reloads_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.engine.record_reload(
+            trigger,
+            match &result {
+                Ok(l) => Ok((l.zones, l.services)),
+                Err(e) => Err(first_chars(&e.to_string(), 1000)),
+            },
+        );
         if result.is_ok() {
             self.counters
                 .last_reload
@@ -149,6 +156,14 @@ impl App {
             Err(e) => error!(trigger, "reload rejected, old zones keep serving:\n{e}"),
         }
         result
+    }
+}
+
+/// At most `n` characters of `text` (an event keeps a reload's error short).
+fn first_chars(text: &str, n: usize) -> String {
+    match text.char_indices().nth(n) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
     }
 }
 

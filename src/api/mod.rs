@@ -3,11 +3,14 @@
 //!
 //! - `token`: where the token comes from.
 //! - `steering`: the learned table and measurement endpoints.
+//! - `status`: events, quality over time and the status page (`GET /ui`).
 
+mod status;
 mod steering;
 pub mod token;
 
-pub use steering::{parse_batch, parse_load, probe_list_json};
+pub use status::QualityHistory;
+pub use steering::{parse_batch, parse_cluster_query, parse_load, probe_list_json};
 
 use std::sync::Arc;
 
@@ -49,13 +52,21 @@ struct ApiState {
     app: Arc<App>,
     token: Arc<str>,
     writes: Writes,
+    /// Quality counters sampled over time, for the status page's charts.
+    quality: Arc<QualityHistory>,
 }
 
-pub fn router(app: Arc<App>, token: String, writes: Writes) -> Router {
+pub fn router(
+    app: Arc<App>,
+    token: String,
+    writes: Writes,
+    quality: Arc<QualityHistory>,
+) -> Router {
     let state = ApiState {
         app,
         token: token.into(),
         writes,
+        quality,
     };
     let writes = Router::new()
         .route("/v1/reload", post(reload))
@@ -70,6 +81,11 @@ pub fn router(app: Arc<App>, token: String, writes: Writes) -> Router {
         .route("/v1/services/{fqdn}/clusters", get(steering::clusters))
         .route("/v1/probes", get(steering::probes))
         .route("/v1/explain", get(steering::explain))
+        .route("/v1/events", get(status::events))
+        .route("/v1/quality", get(status::quality))
+        .route("/ui", get(status::page))
+        .route("/ui/app.js", get(status::script))
+        .route("/ui/style.css", get(status::style))
         .route("/metrics", get(metrics))
         .merge(writes)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -81,8 +97,17 @@ pub fn router(app: Arc<App>, token: String, writes: Writes) -> Router {
         .with_state(state)
 }
 
+/// Serves the API on `listener`, and samples the quality counters for the
+/// status page while it runs.
 pub async fn serve(listener: TcpListener, app: Arc<App>, token: String, writes: Writes) {
-    if let Err(e) = axum::serve(listener, router(app, token, writes)).await {
+    let quality = Arc::new(QualityHistory::default());
+    let sampler = tokio::spawn(status::sample_quality(
+        Arc::clone(&quality),
+        app.shared_engine(),
+    ));
+    let result = axum::serve(listener, router(app, token, writes, quality)).await;
+    sampler.abort();
+    if let Err(e) = result {
         error!(error = %e, "api server stopped");
     }
 }

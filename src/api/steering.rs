@@ -17,24 +17,49 @@ use serde_json::{Value, json};
 
 use super::{ApiState, Writes, error_response};
 use crate::nats;
-use crate::steering::{self, MeasurementRequest, Probe, Score};
+use crate::steering::{self, ClusterQuery, MeasurementRequest, Probe, Score, SortKey};
 
 /// Probe work returned per request unless `limit` says otherwise.
 const DEFAULT_PROBE_LIMIT: usize = 1000;
 
+/// `GET /v1/services`: each service with its mirrors and cluster counts;
+/// for the status page also, per mirror, the answers given, the rate over
+/// the last quality sample and `capacity_qps` (null: unbounded).
 pub async fn services(State(state): State<ApiState>) -> Json<Value> {
     let engine = state.app.engine();
+    let loads: HashMap<String, f64> = engine.reported_loads(steering::now()).into_iter().collect();
     let mirror_state: serde_json::Map<String, Value> = engine
         .mirror_states()
         .into_iter()
-        .map(|m| (m.name, json!({"drained": m.drained, "healthy": !m.down})))
+        .map(|m| {
+            let mut item = json!({"drained": m.drained, "healthy": !m.down});
+            if let Some(load) = loads.get(&m.name) {
+                item["reported_load"] = json!(load);
+            }
+            (m.name, item)
+        })
         .collect();
-    let services: Vec<Value> = state
-        .app
-        .engine()
+    let answers: HashMap<String, (Vec<(String, u64)>, u64)> = engine
+        .answer_counts()
+        .into_iter()
+        .map(|a| (a.service, (a.by_mirror, a.failed_open)))
+        .collect();
+    let rates = state.quality.rates();
+    let services: Vec<Value> = engine
         .services()
         .into_iter()
         .map(|s| {
+            let (given, failed_open) = answers.get(&s.name).cloned().unwrap_or_default();
+            let rate = rates.get(&s.name);
+            let per_mirror = |f: &dyn Fn(usize, &String) -> Value| -> Value {
+                let map: serde_json::Map<String, Value> = s
+                    .mirrors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.clone(), f(i, m)))
+                    .collect();
+                Value::Object(map)
+            };
             json!({
                 "name": s.name,
                 "zone": s.zone,
@@ -42,34 +67,159 @@ pub async fn services(State(state): State<ApiState>) -> Json<Value> {
                 "clusters": s.clusters,
                 "complete": s.complete,
                 "learning": s.clusters - s.complete,
+                "answers": per_mirror(&|_, m| {
+                    json!(given.iter().find(|(n, _)| n == m).map_or(0, |(_, c)| *c))
+                }),
+                "failed_open": failed_open,
+                "qps": per_mirror(&|_, m| {
+                    json!(rate.and_then(|r| r.get(m)).map(|q| (q * 100.0).round() / 100.0))
+                }),
+                "capacity_qps": per_mirror(&|i, _| json!(s.capacity_qps.get(i).copied().flatten())),
             })
         })
         .collect();
     Json(json!({ "services": services, "mirror_state": mirror_state }))
 }
 
-pub async fn clusters(State(state): State<ApiState>, Path(fqdn): Path<String>) -> Response {
+/// `GET /v1/services/{fqdn}/clusters`: the whole table as before, or with
+/// any query parameter a page of it (`total` says how many matched).
+pub async fn clusters(
+    State(state): State<ApiState>,
+    Path(fqdn): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if !params.is_empty() {
+        return cluster_page(&state, &fqdn, &params);
+    }
     let Some((name, views)) = state.app.engine().clusters(&fqdn, steering::now()) else {
         return error_response(StatusCode::NOT_FOUND, &format!("no service {fqdn}"));
     };
-    let clusters: Vec<Value> = views
-        .into_iter()
-        .map(|c| {
-            let rtt: serde_json::Map<String, Value> =
-                c.rtt.into_iter().map(|(m, s)| (m, score_json(s))).collect();
-            json!({
-                "prefix": c.prefix.to_string(),
-                "state": if c.complete { "complete" } else { "learning" },
-                "mirror": c.mirror,
-                "rtt_ms": rtt,
-                "offloaded": c.offloaded,
-                "blocks": c.blocks,
-                "queries": c.queries,
-                "exploring": c.exploring,
-            })
-        })
-        .collect();
+    let clusters: Vec<Value> = views.into_iter().map(cluster_json).collect();
     Json(json!({ "service": name, "clusters": clusters })).into_response()
+}
+
+/// Rows of a page unless `limit` says otherwise, and the most it may say.
+pub const DEFAULT_PAGE: usize = 1000;
+pub const MAX_PAGE: usize = 10_000;
+
+fn cluster_page(state: &ApiState, fqdn: &str, params: &[(String, String)]) -> Response {
+    let query = match parse_cluster_query(params) {
+        Ok(q) => q,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+    };
+    let Some(page) = state
+        .app
+        .engine()
+        .cluster_page(fqdn, &query, steering::now())
+    else {
+        return error_response(StatusCode::NOT_FOUND, &format!("no service {fqdn}"));
+    };
+    let clusters: Vec<Value> = page.clusters.into_iter().map(cluster_json).collect();
+    Json(json!({
+        "service": page.service,
+        "clusters": clusters,
+        "total": page.total,
+        "offset": query.offset,
+        "limit": query.limit,
+    }))
+    .into_response()
+}
+
+/// The page's parameters; anything unknown or malformed is an error that
+/// names it.
+pub fn parse_cluster_query(params: &[(String, String)]) -> Result<ClusterQuery, String> {
+    let mut query = ClusterQuery {
+        limit: DEFAULT_PAGE,
+        ..ClusterQuery::default()
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (key, value) in params {
+        if seen.contains(&key.as_str()) {
+            return Err(format!("query parameter {key} given twice"));
+        }
+        seen.push(key);
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("{key} must be a whole number, not {value:?}"))
+        };
+        match key.as_str() {
+            "offset" => query.offset = number()?,
+            "limit" => {
+                query.limit = number()?;
+                if query.limit > MAX_PAGE {
+                    return Err(format!("limit {value} is above {MAX_PAGE}"));
+                }
+            }
+            "prefix" => query.prefix = Some(parse_prefix_filter(value)?),
+            "state" => {
+                query.complete = match value.as_str() {
+                    "complete" => Some(true),
+                    "learning" => Some(false),
+                    _ => return Err(format!("state must be complete or learning, not {value:?}")),
+                }
+            }
+            "mirror" => {
+                query.mirror = Some(match value.as_str() {
+                    "" => return Err("mirror needs a name (or none)".to_string()),
+                    "none" => None,
+                    name => Some(name.to_string()),
+                })
+            }
+            "exploring" => {
+                query.exploring = match value.as_str() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => return Err(format!("exploring must be true or false, not {value:?}")),
+                }
+            }
+            "sort" => {
+                let (descending, name) = match value.strip_prefix('-') {
+                    Some(name) => (true, name),
+                    None => (false, value.as_str()),
+                };
+                query.descending = descending;
+                query.sort = SortKey::parse(name).ok_or_else(|| {
+                    let names: Vec<&str> = SortKey::NAMES.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "sort must be one of {} (a leading - for descending), not {value:?}",
+                        names.join(", ")
+                    )
+                })?;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {key:?} (offset, limit, prefix, state, mirror, exploring, sort)"
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// An address or a prefix (host bits beyond the length are ignored).
+fn parse_prefix_filter(text: &str) -> Result<IpNet, String> {
+    if let Ok(addr) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    text.parse::<IpNet>().map(|net| net.trunc()).map_err(|_| {
+        format!("prefix must be an address or a prefix such as 198.51.100.0/24, not {text:?}")
+    })
+}
+
+fn cluster_json(c: steering::ClusterView) -> Value {
+    let rtt: serde_json::Map<String, Value> =
+        c.rtt.into_iter().map(|(m, s)| (m, score_json(s))).collect();
+    json!({
+        "prefix": c.prefix.to_string(),
+        "state": if c.complete { "complete" } else { "learning" },
+        "mirror": c.mirror,
+        "rtt_ms": rtt,
+        "offloaded": c.offloaded,
+        "blocks": c.blocks,
+        "queries": c.queries,
+        "exploring": c.exploring,
+    })
 }
 
 fn score_json(score: Score) -> Value {
