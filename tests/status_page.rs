@@ -512,6 +512,7 @@ fn five_thousand_clusters_render_sort_and_filter_within_two_seconds() {
     browser.wait_text("#range", Duration::from_secs(5), |t| {
         t.starts_with("Clusters 101–200")
     });
+    browser.js("window.scrollTo(0, 0); return null;");
     browser.screenshot("status-page-5000.png");
 
     eprintln!(
@@ -531,4 +532,112 @@ fn five_thousand_clusters_render_sort_and_filter_within_two_seconds() {
         "the browser's own requests, refused by the trap: {:?}",
         browser.trap.requests()
     );
+}
+
+/// The screenshots of docs/ and the README: a few minutes' worth of a
+/// small deployment (three mirrors, one with a capacity, clusters that
+/// switch, split and explore, a drain), played in 40 s.
+///
+/// `MIRRORDNS_SCREENSHOTS=docs cargo test --test status_page -- --ignored`
+#[test]
+#[ignore = "takes 40 s; run it to renew the screenshots of docs/"]
+fn screenshots_for_the_docs() {
+    const DEMO: &str = "origin: example.test.
+soa: {mname: ns1, rname: hostmaster, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: 60}
+records:
+  '': {type: NS, value: ns1}
+  ns1: {type: A, value: 127.0.0.1}
+services:
+  www:
+    mirrors:
+      - {name: fra, ipv4: [192.0.2.1], capacity_qps: 40}
+      - {name: nyc, ipv4: [192.0.2.2]}
+      - {name: sin, ipv4: [192.0.2.3]}
+  downloads:
+    mirrors:
+      - {name: fra, ipv4: [192.0.2.11]}
+      - {name: sin, ipv4: [192.0.2.13]}
+";
+    let zones = zone_dir(&[("example.test.yaml", DEMO)]);
+    let s = Server::start_with(zones.path(), &["--load-interval-ms", "2000"], Some(TOKEN));
+    // 24 client networks: 18 measured (a /16 each, some with a /24 that
+    // prefers another mirror), 6 only asking.
+    let rtt = |net: u32, mirror: usize| -> f64 {
+        let base = [
+            [12.0, 85.0, 190.0],
+            [95.0, 9.0, 170.0],
+            [160.0, 180.0, 14.0],
+        ][net as usize % 3];
+        base[mirror] + f64::from(net % 7) * 3.0
+    };
+    let mirrors = ["fra", "nyc", "sin"];
+    let measure_net = |net: u32, shift: f64| {
+        let mut items = Vec::new();
+        for block in 0..3u32 {
+            let client = format!("100.{}.{}.0/24", 64 + net, block * 40);
+            for (m, name) in mirrors.iter().enumerate() {
+                let odd = block == 2 && net % 4 == 1 && m == 2;
+                let ms = if odd { 6.0 } else { rtt(net, m) } + if m == 0 { shift } else { 0.0 };
+                items
+                    .push(json!({"mirror": name, "client": client, "rtt_ms": ms, "method": "tcp"}));
+            }
+        }
+        measure(&s, Value::Array(items));
+    };
+    for net in 0..18 {
+        measure_net(net, 0.0);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (dns, stop) = (s.dns, Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buffer = [0u8; 1500];
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let net = n % 24;
+                let name = if n % 5 == 0 {
+                    "downloads.example.test."
+                } else {
+                    "www.example.test."
+                };
+                let subnet = format!("100.{}.{}.0/24", 64 + net, (n / 24 % 3) * 40);
+                let query = ecs_query(name, RecordType::A, &subnet).to_vec().unwrap();
+                socket.send_to(&query, dns).unwrap();
+                let _ = socket.recv_from(&mut buffer);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(8));
+            }
+        })
+    };
+    let browser = Browser::start();
+    browser
+        .runtime
+        .block_on(browser.client().set_window_size(1400, 2300))
+        .unwrap();
+    browser.goto(&s.url("/ui"));
+    let select = "const s = document.getElementById('f-service'); s.value = 'www.example.test.'; \
+                  s.dispatchEvent(new Event('change')); return null;";
+    browser.wait_text("#f-service", Duration::from_secs(5), |t| t.contains("www"));
+    browser.js(select);
+    for second in 0..40 {
+        std::thread::sleep(Duration::from_secs(1));
+        match second {
+            // fra gets slower for three networks: they switch.
+            8 => (0..9).step_by(3).for_each(|net| measure_net(net, 120.0)),
+            14 => assert_eq!(s.post("/v1/mirrors/sin/drain", Some(TOKEN)).0, 200),
+            22 => assert_eq!(s.post("/v1/mirrors/sin/undrain", Some(TOKEN)).0, 200),
+            26 => assert_eq!(s.post("/v1/reload", Some(TOKEN)).0, 200),
+            _ => {}
+        }
+    }
+    browser.js("window.scrollTo(0, 0); document.activeElement.blur(); return null;");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+    browser.screenshot("status-page.png");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
 }

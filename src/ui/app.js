@@ -475,6 +475,10 @@ async function loadEvents() {
   renderEvents();
 }
 
+function plural(n, word) {
+  return num(n) + ' ' + word + (n === 1 ? '' : 's');
+}
+
 function prefixes(list, total) {
   const shown = list.join(', ');
   return total > list.length ? shown + ' and ' + (total - list.length) + ' more' : shown;
@@ -508,7 +512,7 @@ function describe(e) {
         'mirror ' + e.mirror + (e.drained ? ' drained by an operator' : ' back in service')];
     case 'reload':
       return e.ok
-        ? ['kind reload', 'reload', e.zones + ' zones, ' + e.services + ' services (' + e.trigger + ')']
+        ? ['kind reload', 'reload', plural(e.zones, 'zone') + ', ' + plural(e.services, 'service') + ' (' + e.trigger + ')']
         : ['kind reload failed', 'reload refused', '(' + e.trigger + ') ' + e.error];
     default:
       return ['kind', e.kind, ''];
