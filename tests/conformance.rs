@@ -312,7 +312,7 @@ fn every_error_response_keeps_the_question_the_opt_and_rd() {
             assert!(!r.metadata.authoritative, "{what}: no AA");
             assert_eq!(
                 r.queries,
-                [question.clone()],
+                std::slice::from_ref(&question),
                 "{what}: the question as asked"
             );
             let edns = r.edns.as_ref().unwrap_or_else(|| panic!("{what}: no OPT"));

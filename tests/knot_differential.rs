@@ -95,6 +95,12 @@ fn start_knot(knotd: &str) -> Knot {
     knot
 }
 
+/// A query's EDNS: version, UDP size, DO, options (code, data).
+type QueryEdns = (u8, u16, bool, Vec<(u16, Vec<u8>)>);
+
+/// A response's OPT as compared: version, DO, NSID, EDE codes.
+type AnswerOpt = (u8, bool, Option<Vec<u8>>, Vec<u16>);
+
 /// One generated query, and what is odd about it.
 #[derive(Clone, Debug, Default)]
 struct Query {
@@ -106,7 +112,7 @@ struct Query {
     rd: bool,
     cd: bool,
     /// With EDNS: version, UDP size, DO, options (code, data).
-    edns: Option<(u8, u16, bool, Vec<(u16, Vec<u8>)>)>,
+    edns: Option<QueryEdns>,
     odd: Option<Odd>,
     tcp: bool,
 }
@@ -245,7 +251,7 @@ struct Summary {
     authority: Vec<String>,
     additional: Vec<String>,
     /// Version, DO, NSID, EDE codes; `None` without an OPT.
-    opt: Option<(u8, bool, Option<Vec<u8>>, Vec<u16>)>,
+    opt: Option<AnswerOpt>,
     /// Other option codes in the OPT (ECS, COOKIE) and whether one was sent.
     options: Vec<u16>,
     tsig_error: Option<u16>,
