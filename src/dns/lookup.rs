@@ -98,7 +98,7 @@ impl Catalog {
                         resolver,
                         decided,
                     };
-                    self.answer_node(zone_index, zone, node, &name, qtype, steer, &mut answer)
+                    self.answer_node(zone_index, zone, &node, &name, qtype, steer, &mut answer)
                 }
             };
             match next {

@@ -3,64 +3,99 @@
 //! one name (a CNAME alone, one TTL per RRset, no duplicate record, no address
 //! records beside a service). Nothing here knows the file format: any reader
 //! that gives names, records and positions builds a zone with it.
+//!
+//! Each record is encoded to wire form as it is added, so building holds
+//! the zone's bytes and a few words per record, never general record
+//! structures; [`ZoneBuilder::finish`] lays them out in the compact store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
+use super::compact::{self, NodeData, RRsetData, Store};
 use super::error::{Diagnostics, Position};
-use super::{Node, RRset, Service, Zone};
+use super::{Service, Zone};
 
-/// A record as written, remembered with its position for errors found when
-/// its name is complete (CNAME beside other data, clashes with services).
+/// A record as added: its owner, type, TTL (`None`: the zone's default,
+/// known only when the whole file is read), RDATA in `rdata`, and where it
+/// was written.
 struct Entry {
-    position: Option<Position>,
+    owner: u32,
+    rtype: RecordType,
+    ttl: Option<u32>,
+    data: u32,
+    len: u16,
+    position: Position,
     /// Where the record's mapping starts (`{type: ..., value: ...}`).
     item: Position,
-    record: Record,
-    /// The record gave its own TTL; else it takes the zone's default, known
-    /// only when the whole file is read.
-    explicit_ttl: bool,
 }
 
 /// Where the records of each name were written, for findings about the
 /// zone as a whole (validation sees names, not the file).
 #[derive(Default)]
 pub(super) struct Located {
-    written: HashMap<LowerName, Vec<(RecordType, Option<Position>)>>,
+    owners: HashMap<Vec<u8>, u32>,
+    /// Per owner, its records' types and positions, in file order.
+    written: Vec<Vec<(RecordType, Position)>>,
 }
 
 impl Located {
     /// The first record of `name` of type `rtype` (any type when `None`, or
     /// when it has none of that type) as written in the file.
     pub fn first(&self, name: &Name, rtype: Option<RecordType>) -> Option<Position> {
-        let list = self.written.get(&LowerName::new(name))?;
+        let owner = *self.owners.get(&compact::key(&LowerName::new(name)))?;
+        let list = self.written.get(owner as usize)?;
         list.iter()
             .find(|(t, _)| rtype.is_none_or(|r| r == *t))
             .or(list.first())
-            .and_then(|(_, p)| *p)
+            .map(|(_, p)| *p)
     }
 }
 
 /// Collects the records and services of one zone, then builds it.
 pub(super) struct ZoneBuilder {
     origin: Name,
-    owners: Vec<Name>,
-    entries: HashMap<Name, Vec<Entry>>,
+    /// Owner names in wire form, as written, one after the other.
+    names: Vec<u8>,
+    /// Each owner's name in `names`, in the order first seen.
+    owners: Vec<(u32, u8)>,
+    /// Lowercase wire name -> owner number.
+    index: HashMap<Vec<u8>, u32>,
+    entries: Vec<Entry>,
+    rdata: Vec<u8>,
     services: Vec<Arc<Service>>,
-    service_names: HashMap<Name, (usize, Option<Position>)>,
+    service_names: HashMap<Vec<u8>, (usize, Option<Position>)>,
 }
 
 impl ZoneBuilder {
     pub fn new(origin: Name) -> Self {
         ZoneBuilder {
             origin,
+            names: Vec::new(),
             owners: Vec::new(),
-            entries: HashMap::new(),
+            index: HashMap::new(),
+            entries: Vec::new(),
+            rdata: Vec::new(),
             services: Vec::new(),
             service_names: HashMap::new(),
         }
+    }
+
+    /// The owner number of `name`, added when new.
+    fn owner(&mut self, name: &Name) -> u32 {
+        let key = compact::key(&LowerName::new(name));
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.owners.len() as u32;
+        let wire = compact::wire(name);
+        self.owners
+            .push((self.names.len() as u32, wire.len().min(255) as u8));
+        self.names.extend_from_slice(&wire);
+        self.index.insert(key, i);
+        i
     }
 
     /// Adds a record of `owner` (`ttl` is `None` for the zone's default),
@@ -73,16 +108,20 @@ impl ZoneBuilder {
         position: Position,
         item: Position,
     ) {
-        let record = Record::from_rdata(owner.clone(), ttl.unwrap_or(0), data);
-        let list = self.entries.entry(owner.clone()).or_default();
-        if list.is_empty() {
-            self.owners.push(owner.clone());
+        let owner = self.owner(owner);
+        let start = self.rdata.len();
+        if !compact::encode_rdata(&data, &mut self.rdata) || self.rdata.len() - start > 65535 {
+            self.rdata.truncate(start);
+            return;
         }
-        list.push(Entry {
-            position: Some(position),
+        self.entries.push(Entry {
+            owner,
+            rtype: data.record_type(),
+            ttl,
+            data: start as u32,
+            len: (self.rdata.len() - start) as u16,
+            position,
             item,
-            record,
-            explicit_ttl: ttl.is_some(),
         });
     }
 
@@ -95,7 +134,8 @@ impl ZoneBuilder {
         service: Service,
         position: Option<Position>,
     ) -> bool {
-        if let Some((_, first)) = self.service_names.get(&service.name) {
+        let key = compact::key(&LowerName::new(&service.name));
+        if let Some((_, first)) = self.service_names.get(&key) {
             diagnostics.error(
                 position,
                 format!(
@@ -107,7 +147,7 @@ impl ZoneBuilder {
             return false;
         }
         self.service_names
-            .insert(service.name.clone(), (self.services.len(), position));
+            .insert(key, (self.services.len(), position));
         self.services.push(Arc::new(service));
         true
     }
@@ -122,44 +162,154 @@ impl ZoneBuilder {
         default_ttl: u32,
     ) -> (Zone, Located) {
         let origin = self.origin.clone();
-        let mut nodes: HashMap<LowerName, Node> = HashMap::new();
-        let mut located = Located::default();
-        for owner in &self.owners {
-            let mut entries = self.entries.remove(owner).unwrap_or_default();
-            for e in &mut entries {
-                if !e.explicit_ttl {
-                    e.record.ttl = default_ttl;
+        let apex = self.owner(&origin);
+        let origin_wire = compact::wire(&origin).len();
+        // Every owner's entries, in file order.
+        let mut by_owner: Vec<Vec<u32>> = vec![Vec::new(); self.owners.len()];
+        for (i, e) in self.entries.iter().enumerate() {
+            by_owner[e.owner as usize].push(i as u32);
+        }
+        let mut store = Store::default();
+        let mut located = Located {
+            owners: HashMap::new(),
+            written: Vec::with_capacity(self.owners.len()),
+        };
+        let services: HashMap<u32, (usize, Option<Position>)> = self
+            .service_names
+            .iter()
+            .map(|(key, value)| (key, *value))
+            .filter_map(|(key, value)| self.index.get(key).map(|i| (*i, value)))
+            .collect();
+        for (owner, list) in by_owner.iter().enumerate() {
+            let owner = owner as u32;
+            let (name_at, name_len) = self.owners[owner as usize];
+            let wire = &self.names[name_at as usize..name_at as usize + usize::from(name_len)];
+            let owner_name = Name::read(&mut BinDecoder::new(wire)).unwrap_or_default();
+            let entries: Vec<&Entry> = list.iter().map(|&i| &self.entries[i as usize]).collect();
+            located
+                .written
+                .push(entries.iter().map(|e| (e.rtype, e.item)).collect());
+            let service = services.get(&owner).map(|(_, p)| *p);
+            check_node(diagnostics, &owner_name, owner == apex, &entries, service);
+            let mut node = NodeData::new(name_at, name_len);
+            node.first = store.rrsets.len() as u32;
+            // RRsets in the order their types are first written.
+            let mut types: Vec<(RecordType, u32, Position)> = Vec::new();
+            for e in &entries {
+                let ttl = e.ttl.unwrap_or(default_ttl);
+                match types.iter().find(|(t, _, _)| *t == e.rtype) {
+                    Some((_, first_ttl, first_at)) if *first_ttl != ttl => diagnostics.error(
+                        Some(e.position),
+                        format!(
+                            "TTL {ttl} differs from {first_ttl} of the other {} records at {owner_name}{}; an RRset has one TTL",
+                            e.rtype,
+                            defined_at(Some(*first_at), " (defined at ", ")")
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => types.push((e.rtype, ttl, e.position)),
                 }
             }
-            located.written.insert(
-                LowerName::new(owner),
-                entries
-                    .iter()
-                    .map(|e| (e.record.record_type(), Some(e.item)))
-                    .collect(),
-            );
-            let service = self.service_names.get(owner).map(|(_, p)| *p);
-            let node = build_node(diagnostics, owner, &origin, entries, service);
-            insert_with_ancestors(&mut nodes, owner, &origin, node);
+            for (rtype, ttl, _) in &types {
+                let data = store.rdata.len() as u32;
+                let mut seen: Vec<&[u8]> = Vec::new();
+                for e in entries.iter().filter(|e| e.rtype == *rtype) {
+                    let bytes = &self.rdata[e.data as usize..e.data as usize + usize::from(e.len)];
+                    if seen.contains(&bytes) {
+                        diagnostics.error(
+                            Some(e.position),
+                            format!("duplicate {rtype} record at {owner_name}"),
+                        );
+                        continue;
+                    }
+                    seen.push(bytes);
+                    store.rdata.extend_from_slice(&e.len.to_be_bytes());
+                    store.rdata.extend_from_slice(bytes);
+                }
+                store.rrsets.push(RRsetData {
+                    rtype: u16::from(*rtype),
+                    records: seen.len().min(usize::from(u16::MAX)) as u16,
+                    ttl: *ttl,
+                    data,
+                });
+            }
+            if owner == apex {
+                let data = store.rdata.len() as u32;
+                let mut bytes = Vec::new();
+                if compact::encode_rdata(&soa.data, &mut bytes) {
+                    store
+                        .rdata
+                        .extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                    store.rdata.extend_from_slice(&bytes);
+                    store.rrsets.push(RRsetData {
+                        rtype: u16::from(RecordType::SOA),
+                        records: 1,
+                        ttl: soa.ttl,
+                        data,
+                    });
+                }
+            }
+            node.count = (store.rrsets.len() as u32 - node.first) as u16;
+            node.delegation = owner != apex && types.iter().any(|(t, _, _)| *t == RecordType::NS);
+            if let Some((index, _)) = services.get(&owner) {
+                node.set_service(*index);
+            }
+            store.nodes.push(node);
         }
-        for (name, (index, _)) in &self.service_names {
-            insert_with_ancestors(
-                &mut nodes,
-                name,
-                &origin,
-                Node {
-                    service: Some(*index),
-                    ..Node::default()
-                },
-            );
+        drop(by_owner);
+        self.entries = Vec::new();
+        self.rdata = Vec::new();
+        // Services at names with no records are nodes of their own.
+        let mut names = std::mem::take(&mut self.names);
+        let mut index = std::mem::take(&mut self.index);
+        for (key, (service, _)) in &self.service_names {
+            let i = match index.get(key) {
+                Some(&i) => i,
+                None => {
+                    let i = store.nodes.len() as u32;
+                    store
+                        .nodes
+                        .push(NodeData::new(names.len() as u32, key.len() as u8));
+                    names.extend_from_slice(key);
+                    index.insert(key.clone(), i);
+                    i
+                }
+            };
+            store.nodes[i as usize].set_service(*service);
         }
-        let apex = nodes.entry(LowerName::new(&origin)).or_default();
-        apex.rrsets.push(RRset {
-            record_type: RecordType::SOA,
-            records: vec![soa.clone()],
-        });
-        let has_delegations = nodes.values().any(|n| n.delegation);
-        let has_wildcards = nodes.keys().any(|n| n.is_wildcard());
+        // Empty non-terminals: every name between an owner and the origin.
+        let mut i = 0;
+        while i < store.nodes.len() {
+            let node = store.nodes[i];
+            let wire =
+                names[node.name as usize..node.name as usize + usize::from(node.name_len)].to_vec();
+            let mut rest = compact::parent(&wire);
+            while let Some(ancestor) = rest {
+                let at = wire.len() - ancestor.len();
+                if ancestor.len() <= origin_wire {
+                    break;
+                }
+                let mut key = ancestor.to_vec();
+                key.make_ascii_lowercase();
+                if index.contains_key(&key) {
+                    break;
+                }
+                index.insert(key, store.nodes.len() as u32);
+                store
+                    .nodes
+                    .push(NodeData::new(node.name + at as u32, ancestor.len() as u8));
+                rest = compact::parent(ancestor);
+            }
+            i += 1;
+        }
+        located.owners = index;
+        store.names = names;
+        store.build_index();
+        let has_delegations = store.nodes.iter().any(|n| n.delegation);
+        let has_wildcards = store
+            .nodes
+            .iter()
+            .any(|n| store.name_of(n).starts_with(b"\x01*"));
         let minimum = match &soa.data {
             RData::SOA(s) => s.minimum,
             _ => default_ttl,
@@ -172,7 +322,8 @@ impl ZoneBuilder {
             soa,
             negative_soa,
             default_ttl,
-            nodes,
+            store,
+            origin_wire,
             has_delegations,
             has_wildcards,
             services: self.services,
@@ -189,110 +340,50 @@ pub(super) fn defined_at(position: Option<Position>, before: &str, after: &str) 
     }
 }
 
-fn insert_with_ancestors(
-    nodes: &mut HashMap<LowerName, Node>,
-    owner: &Name,
-    origin: &Name,
-    node: Node,
-) {
-    let key = LowerName::new(owner);
-    match nodes.get_mut(&key) {
-        Some(existing) if node.service.is_some() => existing.service = node.service,
-        Some(existing) => {
-            *existing = Node {
-                service: existing.service,
-                ..node
-            }
-        }
-        None => {
-            nodes.insert(key, node);
-        }
-    }
-    let mut ancestor = owner.base_name();
-    while ancestor.num_labels() > origin.num_labels() {
-        nodes.entry(LowerName::new(&ancestor)).or_default();
-        ancestor = ancestor.base_name();
-    }
-}
-
-fn build_node(
+/// The rules between the records of one name: a CNAME alone (and never at
+/// the apex), no address record or CNAME beside a service.
+fn check_node(
     diagnostics: &mut Diagnostics,
     owner: &Name,
-    origin: &Name,
-    entries: Vec<Entry>,
+    is_apex: bool,
+    entries: &[&Entry],
     service: Option<Option<Position>>,
-) -> Node {
-    let is_apex = owner == origin;
+) {
     let cnames = entries
         .iter()
-        .filter(|e| e.record.record_type() == RecordType::CNAME)
+        .filter(|e| e.rtype == RecordType::CNAME)
         .count();
     if cnames > 0 {
-        for e in &entries {
-            let rtype = e.record.record_type();
-            if is_apex && rtype == RecordType::CNAME {
+        for e in entries {
+            if is_apex && e.rtype == RecordType::CNAME {
                 diagnostics.error(
-                    e.position,
+                    Some(e.position),
                     format!("CNAME at the zone apex {owner} (the apex has SOA and NS)"),
                 );
-            } else if rtype != RecordType::CNAME {
-                diagnostics.error(e.position, format!("CNAME beside other data at {owner}: a CNAME must be the only record at its name ({rtype} found)"));
+            } else if e.rtype != RecordType::CNAME {
+                diagnostics.error(Some(e.position), format!("CNAME beside other data at {owner}: a CNAME must be the only record at its name ({} found)", e.rtype));
             }
         }
         if cnames > 1 {
-            let position = entries.first().and_then(|e| e.position);
+            let position = entries.first().map(|e| e.position);
             diagnostics.error(position, format!("more than one CNAME at {owner}"));
         }
     }
     if let Some(service_position) = service {
-        for e in &entries {
-            let rtype = e.record.record_type();
-            if matches!(rtype, RecordType::A | RecordType::AAAA | RecordType::CNAME) {
+        for e in entries {
+            if matches!(
+                e.rtype,
+                RecordType::A | RecordType::AAAA | RecordType::CNAME
+            ) {
                 diagnostics.error(
-                    e.position,
+                    Some(e.position),
                     format!(
-                        "{rtype} record at {owner} clashes with the service of the same name{}",
+                        "{} record at {owner} clashes with the service of the same name{}",
+                        e.rtype,
                         defined_at(service_position, " (defined at ", ")")
                     ),
                 );
             }
         }
-    }
-    let mut rrsets: Vec<RRset> = Vec::new();
-    let mut first_seen: HashMap<RecordType, (Option<Position>, u32)> = HashMap::new();
-    for entry in entries {
-        let rtype = entry.record.record_type();
-        let (first_position, ttl) = *first_seen
-            .entry(rtype)
-            .or_insert((entry.position, entry.record.ttl));
-        if ttl != entry.record.ttl {
-            diagnostics.error(
-                entry.position,
-                format!(
-                    "TTL {} differs from {ttl} of the other {rtype} records at {owner}{}; an RRset has one TTL",
-                    entry.record.ttl,
-                    defined_at(first_position, " (defined at ", ")")
-                ),
-            );
-        }
-        match rrsets.iter_mut().find(|r| r.record_type == rtype) {
-            Some(set) if set.records.iter().any(|r| r.data == entry.record.data) => {
-                diagnostics.error(
-                    entry.position,
-                    format!("duplicate {rtype} record at {owner}"),
-                );
-            }
-            Some(set) => set.records.push(entry.record),
-            None => rrsets.push(RRset {
-                record_type: rtype,
-                records: vec![entry.record],
-            }),
-        }
-    }
-    let delegation = !is_apex && rrsets.iter().any(|r| r.record_type == RecordType::NS);
-    Node {
-        rrsets,
-        service: None,
-        delegation,
     }
 }

@@ -12,6 +12,7 @@
 
 mod build;
 mod check;
+mod compact;
 mod error;
 mod import;
 mod parse;
@@ -30,7 +31,7 @@ pub use check::check;
 pub use error::{Position, Severity, ZoneError, ZoneErrors};
 pub use import::import;
 
-/// One authoritative zone, validated.
+/// One authoritative zone, validated; read-only until it is dropped.
 #[derive(Debug)]
 pub struct Zone {
     pub origin: Name,
@@ -40,36 +41,87 @@ pub struct Zone {
     pub soa: Record,
     pub negative_soa: Record,
     pub default_ttl: u32,
-    nodes: HashMap<LowerName, Node>,
+    store: compact::Store,
+    /// The origin's length in wire form: names this long or shorter are
+    /// not below it.
+    origin_wire: usize,
     has_delegations: bool,
     has_wildcards: bool,
     pub services: Vec<Arc<Service>>,
 }
 
-/// Everything at one owner name. A node with no RRsets and no service is an
-/// empty non-terminal: it exists (NODATA, not NXDOMAIN) because names below it do.
-#[derive(Debug, Default)]
-pub struct Node {
-    pub rrsets: Vec<RRset>,
+/// Everything at one owner name, as stored. A node with no RRsets and no
+/// service is an empty non-terminal: it exists (NODATA, not NXDOMAIN)
+/// because names below it do.
+#[derive(Clone, Copy, Debug)]
+pub struct Node<'z> {
+    zone: &'z Zone,
+    index: u32,
     /// Index into [`Zone::services`] when this name is steered.
     pub service: Option<usize>,
     /// NS records here, below the apex: a zone cut.
     pub delegation: bool,
 }
 
+/// The records of one type at one name, decoded for an answer.
 #[derive(Debug)]
 pub struct RRset {
     pub record_type: RecordType,
     pub records: Vec<Record>,
 }
 
-impl Node {
-    pub fn rrset(&self, record_type: RecordType) -> Option<&RRset> {
-        self.rrsets.iter().find(|r| r.record_type == record_type)
+impl<'z> Node<'z> {
+    fn new(zone: &'z Zone, index: u32) -> Self {
+        Node {
+            zone,
+            index,
+            service: zone.store.service(index),
+            delegation: zone.store.node(index).delegation,
+        }
+    }
+
+    /// The records of `record_type` here, if any.
+    pub fn rrset(&self, record_type: RecordType) -> Option<RRset> {
+        let code = u16::from(record_type);
+        let set = self
+            .zone
+            .store
+            .rrsets_of(self.index)
+            .iter()
+            .find(|s| s.rtype == code)?;
+        let owner = self.name();
+        Some(RRset {
+            record_type,
+            records: self.zone.store.records(&owner, set),
+        })
+    }
+
+    /// Whether there are records of `record_type` here (without decoding them).
+    pub fn has(&self, record_type: RecordType) -> bool {
+        let code = u16::from(record_type);
+        self.zone
+            .store
+            .rrsets_of(self.index)
+            .iter()
+            .any(|s| s.rtype == code)
+    }
+
+    /// The types of the RRsets here, in the order first written.
+    pub fn types(&self) -> impl Iterator<Item = RecordType> + 'z {
+        self.zone
+            .store
+            .rrsets_of(self.index)
+            .iter()
+            .map(|s| RecordType::from(s.rtype))
+    }
+
+    /// The owner name, as written.
+    pub fn name(&self) -> Name {
+        self.zone.store.owner(self.index).unwrap_or_default()
     }
 
     pub fn is_empty_non_terminal(&self) -> bool {
-        self.rrsets.is_empty() && self.service.is_none()
+        self.zone.store.node(self.index).count == 0 && self.service.is_none()
     }
 }
 
@@ -195,11 +247,11 @@ impl Default for SwitchMargin {
 /// What a name resolves to inside one zone, before any wire encoding.
 pub enum Found<'z> {
     /// The name exists here (possibly as an empty non-terminal).
-    Node(&'z Node),
+    Node(Node<'z>),
     /// The name does not exist but a wildcard covers it.
-    Wildcard(&'z Node),
+    Wildcard(Node<'z>),
     /// The name is at or below a zone cut: refer to the child's NS set.
-    Referral(&'z RRset),
+    Referral(RRset),
     NxDomain,
 }
 
@@ -207,59 +259,95 @@ impl Zone {
     /// Resolves `name` (which must be at or below the origin) per RFC 1034
     /// section 4.3.2, with RFC 4592 wildcards.
     pub fn find(&self, name: &LowerName) -> Found<'_> {
+        let mut buf = [0u8; compact::MAX_NAME];
+        let Some(len) = compact::lower_wire(name, &mut buf) else {
+            return Found::NxDomain;
+        };
+        let wire = &buf[..len];
         if self.has_delegations
-            && let Some(found) = self.find_cut(name)
+            && let Some(cut) = self.cut_at_or_above(wire, true)
         {
-            return found;
+            return match Node::new(self, cut).rrset(RecordType::NS) {
+                Some(ns) => Found::Referral(ns),
+                None => Found::NxDomain,
+            };
         }
-        if let Some(node) = self.nodes.get(name) {
-            return Found::Node(node);
+        if let Some(i) = self.store.find(wire) {
+            return Found::Node(Node::new(self, i));
         }
         if self.has_wildcards
-            && let Some(node) = self.find_wildcard(name)
+            && let Some(i) = self.find_wildcard(wire)
         {
-            return Found::Wildcard(node);
+            return Found::Wildcard(Node::new(self, i));
         }
         Found::NxDomain
     }
 
-    pub fn node(&self, name: &LowerName) -> Option<&Node> {
-        self.nodes.get(name)
+    /// The node at exactly `name`, if the zone has one (below zone cuts too).
+    pub fn node(&self, name: &LowerName) -> Option<Node<'_>> {
+        let mut buf = [0u8; compact::MAX_NAME];
+        let len = compact::lower_wire(name, &mut buf)?;
+        self.store.find(&buf[..len]).map(|i| Node::new(self, i))
     }
 
-    /// The highest zone cut between the origin (exclusive) and `name` (inclusive).
-    fn find_cut(&self, name: &LowerName) -> Option<Found<'_>> {
-        let origin_labels = self.origin.num_labels();
+    /// Every node, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
+        (0..self.store.nodes.len() as u32).map(|i| Node::new(self, i))
+    }
+
+    /// Bytes the zone's names and records take.
+    pub fn stored_bytes(&self) -> usize {
+        self.store.bytes()
+    }
+
+    fn origin_wire_len(&self) -> usize {
+        self.origin_wire
+    }
+
+    /// The highest zone cut between the origin (exclusive) and the wire
+    /// name (inclusive when `inclusive`).
+    fn cut_at_or_above(&self, wire: &[u8], inclusive: bool) -> Option<u32> {
+        let origin_len = self.origin_wire_len();
         let mut highest = None;
-        let mut current = name.clone();
-        while current.num_labels() > origin_labels {
-            if let Some(node) = self.nodes.get(&current)
-                && node.delegation
-            {
-                highest = Some(node);
+        let mut current = if inclusive {
+            Some(wire)
+        } else {
+            compact::parent(wire)
+        };
+        while let Some(name) = current {
+            if name.len() <= origin_len {
+                break;
             }
-            current = current.base_name();
+            if let Some(i) = self.store.find(name)
+                && self.store.node(i).delegation
+            {
+                highest = Some(i);
+            }
+            current = compact::parent(name);
         }
-        highest?.rrset(RecordType::NS).map(Found::Referral)
+        highest
     }
 
     /// RFC 4592: the source of synthesis is `*.` + the closest encloser, and
     /// only when the closest encloser is not the name itself.
-    fn find_wildcard(&self, name: &LowerName) -> Option<&Node> {
-        let mut encloser = name.base_name();
-        while !self.nodes.contains_key(&encloser) {
-            if encloser.num_labels() <= self.origin.num_labels() {
+    fn find_wildcard(&self, wire: &[u8]) -> Option<u32> {
+        let origin_len = self.origin_wire_len();
+        let mut encloser = compact::parent(wire)?;
+        while self.store.find(encloser).is_none() {
+            if encloser.len() <= origin_len {
                 return None;
             }
-            encloser = encloser.base_name();
+            encloser = compact::parent(encloser)?;
         }
-        let wildcard = LowerName::new(
-            &Name::from_ascii("*")
-                .ok()?
-                .append_domain(&encloser.into())
-                .ok()?,
-        );
-        self.nodes.get(&wildcard)
+        let mut buf = [0u8; compact::MAX_NAME];
+        let len = 2 + encloser.len();
+        if len > compact::MAX_NAME {
+            return None;
+        }
+        buf[0] = 1;
+        buf[1] = b'*';
+        buf[2..len].copy_from_slice(encloser);
+        self.store.find(&buf[..len])
     }
 }
 

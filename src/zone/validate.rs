@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
 use super::error::Severity;
-use super::{Node, Zone};
+use super::{Node, Zone, compact};
 
 /// What a finding is about, for the reader to locate in the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,26 +62,25 @@ fn warning(findings: &mut Vec<Finding>, subject: Subject, message: String) {
 
 /// The nodes of the zone in canonical order, so findings come out the same
 /// every time.
-fn sorted_nodes(zone: &Zone, keep: impl Fn(&Node) -> bool) -> Vec<(&LowerName, &Node)> {
-    let mut nodes: Vec<(&LowerName, &Node)> = zone.nodes.iter().filter(|(_, n)| keep(n)).collect();
-    nodes.sort_by(|a, b| a.0.cmp(b.0));
+fn sorted_nodes<'z>(zone: &'z Zone, keep: impl Fn(&Node) -> bool) -> Vec<(LowerName, Node<'z>)> {
+    let mut nodes: Vec<(LowerName, Node)> = zone
+        .nodes()
+        .filter(|n| keep(n))
+        .map(|n| (LowerName::new(&n.name()), n))
+        .collect();
+    nodes.sort_by(|a, b| a.0.cmp(&b.0));
     nodes
 }
 
-/// The name as written in the zone (the first record's owner keeps its case).
-fn owner_name(key: &LowerName, node: &Node) -> Name {
-    node.rrsets
-        .first()
-        .and_then(|set| set.records.first())
-        .map(|r| r.name.clone())
-        .unwrap_or_else(|| Name::from(key.clone()))
+/// The name as written in the zone.
+fn owner_name(_key: &LowerName, node: &Node) -> Name {
+    node.name()
 }
 
 fn apex_has_ns(zone: &Zone, findings: &mut Vec<Finding>) {
     let has_ns = zone
-        .nodes
-        .get(&LowerName::new(&zone.origin))
-        .is_some_and(|apex| apex.rrset(RecordType::NS).is_some());
+        .node(&LowerName::new(&zone.origin))
+        .is_some_and(|apex| apex.has(RecordType::NS));
     if !has_ns {
         error(
             findings,
@@ -116,60 +115,30 @@ fn services_above_cuts(zone: &Zone, findings: &mut Vec<Finding>) {
 /// The highest zone cut between the origin (exclusive) and `name` (inclusive
 /// when `inclusive`).
 fn highest_cut(zone: &Zone, name: &LowerName, inclusive: bool) -> Option<LowerName> {
-    let origin_labels = zone.origin.num_labels();
-    let mut highest = None;
-    let mut current = if inclusive {
-        name.clone()
-    } else {
-        name.base_name()
-    };
-    while current.num_labels() > origin_labels {
-        if zone.nodes.get(&current).is_some_and(|n| n.delegation) {
-            highest = Some(current.clone());
-        }
-        current = current.base_name();
-    }
-    highest
+    let mut buf = [0u8; compact::MAX_NAME];
+    let len = compact::lower_wire(name, &mut buf)?;
+    let cut = zone.cut_at_or_above(&buf[..len], inclusive)?;
+    Some(LowerName::new(&Node::new(zone, cut).name()))
 }
 
 /// The node a query for `name` is answered from inside the zone, as
 /// [`Zone::find`] finds it (wildcards included), with its owner name; `None`
 /// outside the zone, at or below a zone cut, and for names that do not exist.
-fn resolve<'z>(zone: &'z Zone, name: &Name) -> Option<(LowerName, &'z Node)> {
+fn resolve<'z>(zone: &'z Zone, name: &Name) -> Option<(LowerName, Node<'z>)> {
     if !zone.origin.zone_of(name) {
         return None;
     }
-    let lower = LowerName::new(name);
-    if zone.has_delegations && highest_cut(zone, &lower, true).is_some() {
-        return None;
-    }
-    if let Some(node) = zone.nodes.get(&lower) {
-        return Some((lower, node));
-    }
-    if !zone.has_wildcards {
-        return None;
-    }
-    let mut encloser = lower.base_name();
-    while !zone.nodes.contains_key(&encloser) {
-        if encloser.num_labels() <= zone.origin.num_labels() {
-            return None;
+    match zone.find(&LowerName::new(name)) {
+        super::Found::Node(node) | super::Found::Wildcard(node) => {
+            Some((LowerName::new(&node.name()), node))
         }
-        encloser = encloser.base_name();
+        super::Found::Referral(_) | super::Found::NxDomain => None,
     }
-    let wildcard = LowerName::new(
-        &Name::from_ascii("*")
-            .ok()?
-            .append_domain(&encloser.into())
-            .ok()?,
-    );
-    zone.nodes
-        .get_key_value(&wildcard)
-        .map(|(key, node)| (key.clone(), node))
 }
 
-fn cname_target(node: &Node) -> Option<&Name> {
+fn cname_target(node: &Node) -> Option<Name> {
     match &node.rrset(RecordType::CNAME)?.records.first()?.data {
-        RData::CNAME(target) => Some(&target.0),
+        RData::CNAME(target) => Some(target.0.clone()),
         _ => None,
     }
 }
@@ -180,8 +149,8 @@ fn cname_target(node: &Node) -> Option<&Name> {
 /// loop once.
 fn cname_loops(zone: &Zone, findings: &mut Vec<Finding>) {
     let mut done: HashSet<LowerName> = HashSet::new();
-    for (start, _) in sorted_nodes(zone, |n| n.rrset(RecordType::CNAME).is_some()) {
-        let mut path: Vec<(LowerName, &Node, &Name)> = Vec::new();
+    for (start, _) in sorted_nodes(zone, |n| n.has(RecordType::CNAME)) {
+        let mut path: Vec<(LowerName, Node, Name)> = Vec::new();
         let mut on_path: HashMap<LowerName, usize> = HashMap::new();
         let mut current = start.clone();
         loop {
@@ -192,18 +161,17 @@ fn cname_loops(zone: &Zone, findings: &mut Vec<Finding>) {
                 report_loop(&path[first..], findings);
                 break;
             }
-            let Some(node) = zone.nodes.get(&current) else {
+            let Some(node) = zone.node(&current) else {
                 break;
             };
-            let Some(target) = cname_target(node) else {
+            let Some(target) = cname_target(&node) else {
                 break;
             };
             on_path.insert(current.clone(), path.len());
+            let next = resolve(zone, &target);
             path.push((current.clone(), node, target));
-            match resolve(zone, target) {
-                Some((next, next_node)) if next_node.rrset(RecordType::CNAME).is_some() => {
-                    current = next
-                }
+            match next {
+                Some((next, next_node)) if next_node.has(RecordType::CNAME) => current = next,
                 _ => break,
             }
         }
@@ -211,7 +179,7 @@ fn cname_loops(zone: &Zone, findings: &mut Vec<Finding>) {
     }
 }
 
-fn report_loop(cycle: &[(LowerName, &Node, &Name)], findings: &mut Vec<Finding>) {
+fn report_loop(cycle: &[(LowerName, Node, Name)], findings: &mut Vec<Finding>) {
     let Some((first_key, first_node, _)) = cycle.first() else {
         return;
     };
@@ -239,11 +207,11 @@ fn report_loop(cycle: &[(LowerName, &Node, &Name)], findings: &mut Vec<Finding>)
 /// Returns every NS target, whose address records below a cut are glue.
 fn ns_targets_have_addresses(zone: &Zone, findings: &mut Vec<Finding>) -> HashSet<LowerName> {
     let mut targets = HashSet::new();
-    for (key, node) in sorted_nodes(zone, |n| n.rrset(RecordType::NS).is_some()) {
+    for (key, node) in sorted_nodes(zone, |n| n.has(RecordType::NS)) {
         let Some(ns) = node.rrset(RecordType::NS) else {
             continue;
         };
-        let owner = owner_name(key, node);
+        let owner = owner_name(&key, &node);
         for record in &ns.records {
             let RData::NS(target) = &record.data else {
                 continue;
@@ -291,18 +259,16 @@ enum Address {
 
 fn address_of(zone: &Zone, target: &Name) -> Address {
     let has_address = |node: &Node| {
-        node.service.is_some()
-            || node.rrset(RecordType::A).is_some()
-            || node.rrset(RecordType::AAAA).is_some()
+        node.service.is_some() || node.has(RecordType::A) || node.has(RecordType::AAAA)
     };
     // Glue lives below a cut, where `resolve` does not look: the exact name first.
-    let node = match zone.nodes.get(&LowerName::new(target)) {
+    let node = match zone.node(&LowerName::new(target)) {
         Some(node) => Some(node),
         None => resolve(zone, target).map(|(_, node)| node),
     };
     match node {
-        Some(node) if has_address(node) => Address::Found,
-        Some(node) if node.rrset(RecordType::CNAME).is_some() => Address::Alias,
+        Some(node) if has_address(&node) => Address::Found,
+        Some(node) if node.has(RecordType::CNAME) => Address::Alias,
         _ => Address::Missing,
     }
 }
@@ -319,28 +285,28 @@ fn nothing_but_glue_below_cuts(
         return;
     }
     // Most nodes are fine: sort only what is found, not the whole zone.
-    let mut found: Vec<(&LowerName, Finding)> = Vec::new();
-    for (key, node) in &zone.nodes {
-        if node.rrsets.is_empty() || node.service.is_some() {
+    let mut found: Vec<(LowerName, Finding)> = Vec::new();
+    for node in zone.nodes() {
+        if node.types().next().is_none() || node.service.is_some() {
             continue;
         }
-        let owner = owner_name(key, node);
-        let above = highest_cut(zone, key, false);
+        let key = LowerName::new(&node.name());
+        let Some(above_index) = ({
+            let mut buf = [0u8; compact::MAX_NAME];
+            compact::lower_wire(&key, &mut buf).map(|len| zone.cut_at_or_above(&buf[..len], false))
+        }) else {
+            continue;
+        };
+        if above_index.is_none() && !node.delegation {
+            continue;
+        }
+        let owner = owner_name(&key, &node);
+        let above = above_index.map(|i| LowerName::new(&Node::new(zone, i).name()));
         let is_glue =
-            |t: RecordType| matches!(t, RecordType::A | RecordType::AAAA) && targets.contains(key);
+            |t: RecordType| matches!(t, RecordType::A | RecordType::AAAA) && targets.contains(&key);
         let hidden: Vec<RecordType> = match &above {
-            Some(_) => node
-                .rrsets
-                .iter()
-                .map(|s| s.record_type)
-                .filter(|t| !is_glue(*t))
-                .collect(),
-            None if node.delegation => node
-                .rrsets
-                .iter()
-                .map(|s| s.record_type)
-                .filter(|t| *t != RecordType::NS)
-                .collect(),
+            Some(_) => node.types().filter(|t| !is_glue(*t)).collect(),
+            None if node.delegation => node.types().filter(|t| *t != RecordType::NS).collect(),
             None => continue,
         };
         let Some(first) = hidden.first() else {
@@ -369,6 +335,6 @@ fn nothing_but_glue_below_cuts(
             },
         ));
     }
-    found.sort_by(|a, b| a.0.cmp(b.0));
+    found.sort_by(|a, b| a.0.cmp(&b.0));
     findings.extend(found.into_iter().map(|(_, finding)| finding));
 }
