@@ -8,6 +8,8 @@
 //! - [`dns`]: the DNS front end: wire bytes in, wire bytes out (flags, EDNS,
 //!   ECS, truncation), the zone lookup, response rate limiting, and the
 //!   UDP/TCP listeners with their limits.
+//! - [`dnssec`]: signing keys, online RRSIGs with their cache, compact
+//!   denial of existence (RFC 9824), `mirrordns dnssec keygen|ds`.
 //! - [`steering`]: which mirror answers which client: clusters, learning,
 //!   splitting, health and drain, load, explanations; pure, it knows nothing
 //!   of DNS wire formats or HTTP.
@@ -32,6 +34,7 @@ pub mod agent;
 pub mod api;
 pub mod app;
 pub mod dns;
+pub mod dnssec;
 pub mod health;
 pub mod metrics;
 pub mod nats;
