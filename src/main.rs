@@ -84,6 +84,9 @@ enum Command {
         #[arg(long)]
         origin: Option<String>,
     },
+    /// DNSSEC keys: write a key file, print a zone's DS for its parent.
+    #[command(subcommand)]
+    Dnssec(mirrordns::dnssec::cli::DnssecCommand),
 }
 
 #[derive(clap::Args)]
@@ -345,6 +348,7 @@ fn main() -> ExitCode {
         },
         Command::Check { paths } => check(&paths),
         Command::Import { file, origin } => import(&file, origin.as_deref()),
+        Command::Dnssec(command) => mirrordns::dnssec::cli::run(command),
     }
 }
 
