@@ -154,8 +154,12 @@ impl Zone {
         } else {
             nxname_nsec(qname)
         };
-        let mut authority =
-            self.signed(&origin, RecordType::SOA, &[self.soa.clone()], NEGATIVE_TTL);
+        let mut authority = self.signed(
+            &origin,
+            RecordType::SOA,
+            std::slice::from_ref(&self.soa),
+            NEGATIVE_TTL,
+        );
         authority.extend(self.signer.denial(qname, nsec, NEGATIVE_TTL, now).unwrap());
         (vec![], authority)
     }

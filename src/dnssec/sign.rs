@@ -365,6 +365,29 @@ impl ZoneSigner {
         )
     }
 
+    /// [`ZoneSigner::signature`] of an RRset whose RDATAs are in wire form
+    /// (uncompressed), as the compact zone keeps them.
+    pub fn signature_of_wire<'a>(
+        &self,
+        owner: &Name,
+        record_type: RecordType,
+        ttl: u32,
+        rdatas: impl IntoIterator<Item = &'a [u8]>,
+        now: u64,
+    ) -> Result<Arc<SignedRrsig>, SignError> {
+        let decoded = rdatas
+            .into_iter()
+            .map(|wire| {
+                let len =
+                    u16::try_from(wire.len()).map_err(|_| "RDATA over 65535 bytes".to_string())?;
+                RData::read(&mut BinDecoder::new(wire), record_type, Restrict::new(len))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<RData>, String>>()
+            .map_err(|message| sign_error(owner, record_type, message))?;
+        self.signature(owner, record_type, ttl, &decoded, now)
+    }
+
     /// Signs an RRset now, bypassing the cache.
     pub fn sign<'a>(
         &self,
@@ -774,6 +797,38 @@ mod tests {
             assert!(s.cache_stats().entries <= 64);
         }
         assert_eq!(s.cache_stats().signed, 500);
+    }
+
+    #[test]
+    fn rrsets_in_wire_form_share_the_cache_with_record_data() {
+        let s = signer(ZoneKey::generate(KeyAlgorithm::Ed25519).unwrap());
+        let owner = name("example.test.");
+        let rdatas = [
+            RData::MX(MX::new(10, name("Mail.example.test."))),
+            RData::MX(MX::new(20, name("backup.example.test."))),
+        ];
+        let wire: Vec<Vec<u8>> = rdatas.iter().map(|r| r.to_bytes().unwrap()).collect();
+        let from_wire = s
+            .signature_of_wire(
+                &owner,
+                RecordType::MX,
+                300,
+                wire.iter().map(Vec::as_slice),
+                NOW,
+            )
+            .unwrap();
+        verify(&s, &from_wire, &records("example.test.", 300, &rdatas));
+        let from_rdata = s
+            .signature(&owner, RecordType::MX, 300, &rdatas, NOW)
+            .unwrap();
+        assert!(Arc::ptr_eq(&from_wire, &from_rdata));
+        let e = s
+            .signature_of_wire(&owner, RecordType::MX, 300, [&[0u8][..]], NOW)
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot sign example.test. MX"),
+            "{e}"
+        );
     }
 
     #[test]
