@@ -8,7 +8,9 @@
 //! the zone's bytes and a few words per record, never general record
 //! structures; [`ZoneBuilder::finish`] lays them out in the compact store.
 
-use std::collections::HashMap;
+/// foldhash, not SipHash: the keys are the zone's own names, and a load
+/// hashes each several times.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -37,8 +39,10 @@ struct Entry {
 #[derive(Default)]
 pub(super) struct Located {
     owners: HashMap<Vec<u8>, u32>,
-    /// Per owner, its records' types and positions, in file order.
-    written: Vec<Vec<(RecordType, Position)>>,
+    /// Every record's type and position, owner by owner, in file order.
+    written: Vec<(RecordType, Position)>,
+    /// Owner `o`'s records are `written[starts[o]..starts[o + 1]]`.
+    starts: Vec<u32>,
 }
 
 impl Located {
@@ -46,7 +50,9 @@ impl Located {
     /// when it has none of that type) as written in the file.
     pub fn first(&self, name: &Name, rtype: Option<RecordType>) -> Option<Position> {
         let owner = *self.owners.get(&compact::key(&LowerName::new(name)))?;
-        let list = self.written.get(owner as usize)?;
+        let start = *self.starts.get(owner as usize)? as usize;
+        let end = *self.starts.get(owner as usize + 1)? as usize;
+        let list = self.written.get(start..end)?;
         list.iter()
             .find(|(t, _)| rtype.is_none_or(|r| r == *t))
             .or(list.first())
@@ -75,20 +81,22 @@ impl ZoneBuilder {
             origin,
             names: Vec::new(),
             owners: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             entries: Vec::new(),
             rdata: Vec::new(),
             services: Vec::new(),
-            service_names: HashMap::new(),
+            service_names: HashMap::default(),
         }
     }
 
     /// The owner number of `name`, added when new.
     fn owner(&mut self, name: &Name) -> u32 {
-        let key = compact::key(&LowerName::new(name));
-        if let Some(&i) = self.index.get(&key) {
+        let mut buf = [0u8; compact::MAX_NAME];
+        let len = compact::lower_wire(name, &mut buf).unwrap_or(0);
+        if let Some(&i) = self.index.get(&buf[..len]) {
             return i;
         }
+        let key = buf[..len].to_vec();
         let i = self.owners.len() as u32;
         let wire = compact::wire(name);
         self.owners
@@ -165,44 +173,67 @@ impl ZoneBuilder {
         let apex = self.owner(&origin);
         let origin_wire = compact::wire(&origin).len();
         // Every owner's entries, in file order.
-        let mut by_owner: Vec<Vec<u32>> = vec![Vec::new(); self.owners.len()];
-        for (i, e) in self.entries.iter().enumerate() {
-            by_owner[e.owner as usize].push(i as u32);
+        // The entries owner by owner, in file order (a counting sort).
+        let mut starts = vec![0u32; self.owners.len() + 1];
+        for e in &self.entries {
+            starts[e.owner as usize + 1] += 1;
         }
+        for o in 0..self.owners.len() {
+            starts[o + 1] += starts[o];
+        }
+        let mut order = vec![0u32; self.entries.len()];
+        let mut next = starts.clone();
+        for (i, e) in self.entries.iter().enumerate() {
+            order[next[e.owner as usize] as usize] = i as u32;
+            next[e.owner as usize] += 1;
+        }
+        drop(next);
         let mut store = Store::default();
         let mut located = Located {
-            owners: HashMap::new(),
-            written: Vec::with_capacity(self.owners.len()),
+            owners: HashMap::default(),
+            written: order
+                .iter()
+                .map(|&i| {
+                    (
+                        self.entries[i as usize].rtype,
+                        self.entries[i as usize].item,
+                    )
+                })
+                .collect(),
+            starts: Vec::new(),
         };
+        let mut entries: Vec<&Entry> = Vec::new();
+        let mut types: Vec<(RecordType, u32, Position)> = Vec::new();
+        let mut seen: Vec<&[u8]> = Vec::new();
         let services: HashMap<u32, (usize, Option<Position>)> = self
             .service_names
             .iter()
             .map(|(key, value)| (key, *value))
             .filter_map(|(key, value)| self.index.get(key).map(|i| (*i, value)))
             .collect();
-        for (owner, list) in by_owner.iter().enumerate() {
-            let owner = owner as u32;
+        for owner in 0..self.owners.len() as u32 {
             let (name_at, name_len) = self.owners[owner as usize];
             let wire = &self.names[name_at as usize..name_at as usize + usize::from(name_len)];
-            let owner_name = Name::read(&mut BinDecoder::new(wire)).unwrap_or_default();
-            let entries: Vec<&Entry> = list.iter().map(|&i| &self.entries[i as usize]).collect();
-            located
-                .written
-                .push(entries.iter().map(|e| (e.rtype, e.item)).collect());
+            // For messages only: most owners never need their name as text.
+            let owner_name = || Name::read(&mut BinDecoder::new(wire)).unwrap_or_default();
+            let list = &order[starts[owner as usize] as usize..starts[owner as usize + 1] as usize];
+            entries.clear();
+            entries.extend(list.iter().map(|&i| &self.entries[i as usize]));
             let service = services.get(&owner).map(|(_, p)| *p);
             check_node(diagnostics, &owner_name, owner == apex, &entries, service);
             let mut node = NodeData::new(name_at, name_len);
             node.first = store.rrsets.len() as u32;
             // RRsets in the order their types are first written.
-            let mut types: Vec<(RecordType, u32, Position)> = Vec::new();
+            types.clear();
             for e in &entries {
                 let ttl = e.ttl.unwrap_or(default_ttl);
                 match types.iter().find(|(t, _, _)| *t == e.rtype) {
                     Some((_, first_ttl, first_at)) if *first_ttl != ttl => diagnostics.error(
                         Some(e.position),
                         format!(
-                            "TTL {ttl} differs from {first_ttl} of the other {} records at {owner_name}{}; an RRset has one TTL",
+                            "TTL {ttl} differs from {first_ttl} of the other {} records at {}{}; an RRset has one TTL",
                             e.rtype,
+                            owner_name(),
                             defined_at(Some(*first_at), " (defined at ", ")")
                         ),
                     ),
@@ -212,13 +243,13 @@ impl ZoneBuilder {
             }
             for (rtype, ttl, _) in &types {
                 let data = store.rdata.len() as u32;
-                let mut seen: Vec<&[u8]> = Vec::new();
+                seen.clear();
                 for e in entries.iter().filter(|e| e.rtype == *rtype) {
                     let bytes = &self.rdata[e.data as usize..e.data as usize + usize::from(e.len)];
                     if seen.contains(&bytes) {
                         diagnostics.error(
                             Some(e.position),
-                            format!("duplicate {rtype} record at {owner_name}"),
+                            format!("duplicate {rtype} record at {}", owner_name()),
                         );
                         continue;
                     }
@@ -256,7 +287,8 @@ impl ZoneBuilder {
             }
             store.nodes.push(node);
         }
-        drop(by_owner);
+        located.starts = starts;
+        drop((order, entries, seen));
         self.entries = Vec::new();
         self.rdata = Vec::new();
         // Services at names with no records are nodes of their own.
@@ -327,6 +359,7 @@ impl ZoneBuilder {
             has_delegations,
             has_wildcards,
             services: self.services,
+            _release: compact::ReleaseOnDrop,
         };
         (zone, located)
     }
@@ -344,7 +377,7 @@ pub(super) fn defined_at(position: Option<Position>, before: &str, after: &str) 
 /// the apex), no address record or CNAME beside a service.
 fn check_node(
     diagnostics: &mut Diagnostics,
-    owner: &Name,
+    owner: &dyn Fn() -> Name,
     is_apex: bool,
     entries: &[&Entry],
     service: Option<Option<Position>>,
@@ -358,15 +391,18 @@ fn check_node(
             if is_apex && e.rtype == RecordType::CNAME {
                 diagnostics.error(
                     Some(e.position),
-                    format!("CNAME at the zone apex {owner} (the apex has SOA and NS)"),
+                    format!(
+                        "CNAME at the zone apex {} (the apex has SOA and NS)",
+                        owner()
+                    ),
                 );
             } else if e.rtype != RecordType::CNAME {
-                diagnostics.error(Some(e.position), format!("CNAME beside other data at {owner}: a CNAME must be the only record at its name ({} found)", e.rtype));
+                diagnostics.error(Some(e.position), format!("CNAME beside other data at {}: a CNAME must be the only record at its name ({} found)", owner(), e.rtype));
             }
         }
         if cnames > 1 {
             let position = entries.first().map(|e| e.position);
-            diagnostics.error(position, format!("more than one CNAME at {owner}"));
+            diagnostics.error(position, format!("more than one CNAME at {}", owner()));
         }
     }
     if let Some(service_position) = service {
@@ -378,8 +414,9 @@ fn check_node(
                 diagnostics.error(
                     Some(e.position),
                     format!(
-                        "{} record at {owner} clashes with the service of the same name{}",
+                        "{} record at {} clashes with the service of the same name{}",
                         e.rtype,
+                        owner(),
                         defined_at(service_position, " (defined at ", ")")
                     ),
                 );

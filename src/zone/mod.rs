@@ -48,6 +48,8 @@ pub struct Zone {
     has_delegations: bool,
     has_wildcards: bool,
     pub services: Vec<Arc<Service>>,
+    /// Last, so that it is dropped after the store.
+    _release: compact::ReleaseOnDrop,
 }
 
 /// Everything at one owner name, as stored. A node with no RRsets and no
@@ -493,6 +495,8 @@ pub fn load_set(paths: &[PathBuf]) -> LoadReport {
             warnings: parsed.warnings,
         });
     }
+    // What the parses held (and the zones that failed) is free now.
+    compact::release_free_memory();
     report
 }
 

@@ -90,7 +90,7 @@ struct Context<'a> {
 /// One YAML mapping, read key by key.
 struct Fields<'v> {
     at: Position,
-    what: String,
+    what: &'v str,
     node: &'v Node,
 }
 
@@ -199,7 +199,7 @@ impl Context<'_> {
 
     /// `value` as a mapping of the `known` keys: anything else is reported
     /// (a misspelt `tll:` must not pass silently).
-    fn fields<'v>(&mut self, what: &str, value: &'v Node, known: &[&str]) -> Option<Fields<'v>> {
+    fn fields<'v>(&mut self, what: &'v str, value: &'v Node, known: &[&str]) -> Option<Fields<'v>> {
         let Value::Mapping(entries) = &value.value else {
             self.error(
                 value.position,
@@ -226,7 +226,7 @@ impl Context<'_> {
         }
         Some(Fields {
             at: value.position,
-            what: what.to_string(),
+            what,
             node: value,
         })
     }
@@ -331,7 +331,7 @@ pub(super) fn parse_zone(file: &Path, source: &str) -> Parsed {
         builder: None,
         pending: Vec::new(),
     };
-    let document = match yaml::parse(source, &mut reader) {
+    let document = match yaml::parse_threaded(source, &mut reader) {
         Ok(document) => document,
         Err(e) => {
             // What was read before the syntax error is not reported: the
@@ -614,8 +614,8 @@ fn add_owner_records(cx: &mut Context<'_>, builder: &mut ZoneBuilder, key: &Node
         Ok(o) => o,
         Err(e) => return cx.error(value.position, e),
     };
+    let what = format!("the record of {owner}");
     for item in items(value) {
-        let what = format!("the record of {owner}");
         let Some(fields) = cx.fields(&what, item, RECORD_KEYS) else {
             continue;
         };

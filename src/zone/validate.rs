@@ -290,16 +290,14 @@ fn nothing_but_glue_below_cuts(
         if node.types().next().is_none() || node.service.is_some() {
             continue;
         }
-        let key = LowerName::new(&node.name());
-        let Some(above_index) = ({
-            let mut buf = [0u8; compact::MAX_NAME];
-            compact::lower_wire(&key, &mut buf).map(|len| zone.cut_at_or_above(&buf[..len], false))
-        }) else {
-            continue;
-        };
+        // The stored wire name, without making a name of it: most nodes
+        // are above every cut and not one themselves.
+        let above_index =
+            zone.cut_at_or_above(zone.store.name_of(zone.store.node(node.index)), false);
         if above_index.is_none() && !node.delegation {
             continue;
         }
+        let key = LowerName::new(&node.name());
         let owner = owner_name(&key, &node);
         let above = above_index.map(|i| LowerName::new(&Node::new(zone, i).name()));
         let is_glue =

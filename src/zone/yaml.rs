@@ -11,7 +11,9 @@
 //! file, each entry of the top-level `records` mapping is handed to the
 //! caller as soon as it is complete, then dropped.
 
-use std::collections::HashMap;
+/// foldhash, not SipHash: the keys are the zone's own names, and a load
+/// hashes each several times.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use libyaml_safer::{EventData, Mark, Parser, ScalarStyle};
 
@@ -244,6 +246,20 @@ fn key_text(node: &Node) -> Option<String> {
     }
 }
 
+/// Whether two keys are the same key, as [`key_text`] would say.
+fn same_key(a: &Node, b: &Node) -> bool {
+    match (&a.value, &b.value) {
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Null, Value::Null) => true,
+        _ => match (key_text(a), key_text(b)) {
+            (Some(p), Some(q)) => p == q,
+            _ => false,
+        },
+    }
+}
+
 impl Builder<'_> {
     /// Whether the mapping on top of the stack is the top-level `records`.
     fn in_records(&self) -> bool {
@@ -281,9 +297,8 @@ impl Builder<'_> {
                     *key = Some(node);
                     return;
                 };
-                let text = key_text(&k);
                 if streamed {
-                    if let Some(text) = text {
+                    if let Some(text) = key_text(&k) {
                         match self.record_keys.get(&text) {
                             Some(first) => self.duplicates.push(DuplicateKey {
                                 key: text,
@@ -301,10 +316,10 @@ impl Builder<'_> {
                 if top {
                     self.handler.top_entry(&k, &node);
                 }
-                let Some(text) = text else {
+                if key_text(&k).is_none() {
                     entries.push((k, node));
                     return;
-                };
+                }
                 let found = if entries.len() >= INDEXED {
                     if index.is_empty() {
                         for (i, (key, _)) in entries.iter().enumerate() {
@@ -313,16 +328,15 @@ impl Builder<'_> {
                             }
                         }
                     }
-                    index.get(&text).copied()
+                    key_text(&k).and_then(|t| index.get(&t).copied())
                 } else {
-                    entries
-                        .iter()
-                        .position(|(key, _)| key_text(key).as_deref() == Some(&text))
+                    // Small mappings (a record's) compare keys without copying them.
+                    entries.iter().position(|(key, _)| same_key(key, &k))
                 };
                 match found {
                     Some(i) => {
                         self.duplicates.push(DuplicateKey {
-                            key: text,
+                            key: key_text(&k).unwrap_or_default(),
                             position: k.position,
                             first: entries[i].0.position,
                         });
@@ -330,7 +344,9 @@ impl Builder<'_> {
                         entries[i].1 = node;
                     }
                     None => {
-                        if !index.is_empty() {
+                        if !index.is_empty()
+                            && let Some(text) = key_text(&k)
+                        {
                             index.insert(text, entries.len());
                         }
                         entries.push((k, node));
@@ -379,11 +395,11 @@ pub(super) fn parse(source: &str, handler: &mut dyn Handler) -> Result<Document,
     parser.set_input_string(&mut input);
     let mut builder = Builder {
         stack: Vec::new(),
-        anchors: HashMap::new(),
+        anchors: HashMap::default(),
         root: None,
         duplicates: Vec::new(),
         handler,
-        record_keys: HashMap::new(),
+        record_keys: HashMap::default(),
     };
     loop {
         let event = parser.parse().map_err(|e| SyntaxError {
@@ -436,7 +452,7 @@ pub(super) fn parse(source: &str, handler: &mut dyn Handler) -> Result<Document,
                 entries: Vec::new(),
                 key: None,
                 anchor,
-                index: HashMap::new(),
+                index: HashMap::default(),
             }),
             EventData::SequenceEnd | EventData::MappingEnd => builder.end(),
             // Only the first document is read.
@@ -447,6 +463,84 @@ pub(super) fn parse(source: &str, handler: &mut dyn Handler) -> Result<Document,
     Ok(Document {
         root: builder.root,
         duplicates: builder.duplicates,
+    })
+}
+
+/// What the parsing thread hands to the reading one, in file order.
+enum Message {
+    Top(Node, Node),
+    Records(Vec<(Node, Node)>),
+}
+
+/// The parsing thread's handler: batches of records, a top-level entry
+/// after the records before it.
+struct Forward {
+    sender: std::sync::mpsc::SyncSender<Message>,
+    batch: Vec<(Node, Node)>,
+}
+
+/// Records per message: enough to make the channel's cost vanish, few
+/// enough that little is held between the two threads.
+const BATCH: usize = 256;
+
+impl Forward {
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            // The reader stops only when this thread is done.
+            let _ = self.sender.send(Message::Records(batch));
+        }
+    }
+}
+
+impl Handler for Forward {
+    fn top_entry(&mut self, key: &Node, value: &Node) {
+        self.flush();
+        let _ = self.sender.send(Message::Top(key.clone(), value.clone()));
+    }
+
+    fn record(&mut self, key: Node, value: Node) {
+        self.batch.push((key, value));
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+}
+
+/// [`parse`] on a thread of its own while `handler` reads what it gives on
+/// this one: a large zone is parsed and built at the same time, on two
+/// cores. The handler sees exactly what [`parse`] would show it, in order.
+pub(super) fn parse_threaded(
+    source: &str,
+    handler: &mut dyn Handler,
+) -> Result<Document, SyntaxError> {
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(16);
+        let parser = scope.spawn(move || {
+            let mut forward = Forward {
+                sender,
+                batch: Vec::with_capacity(BATCH),
+            };
+            let document = parse(source, &mut forward);
+            forward.flush();
+            document
+        });
+        for message in receiver {
+            match message {
+                Message::Top(key, value) => handler.top_entry(&key, &value),
+                Message::Records(batch) => {
+                    for (key, value) in batch {
+                        handler.record(key, value);
+                    }
+                }
+            }
+        }
+        parser.join().unwrap_or_else(|_| {
+            Err(SyntaxError {
+                position: None,
+                message: "the YAML parser stopped".to_string(),
+            })
+        })
     })
 }
 
