@@ -387,3 +387,106 @@ fn the_status_page_and_its_files_are_served_from_the_binary() {
         );
     }
 }
+
+#[test]
+fn events_record_load_moves_and_health_changes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let zone = format!(
+        "origin: moves.test.
+soa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}
+records:
+  '': {{type: NS, value: ns1}}
+  ns1: {{type: A, value: 127.0.0.1}}
+services:
+  www:
+    mirrors:
+      - {{name: fra, ipv4: [192.0.2.1], health: {{tcp_port: {port}, address: 127.0.0.1, interval_s: 1, timeout_ms: 300, rise: 1, fall: 1}}}}
+      - {{name: nyc, ipv4: [192.0.2.2]}}
+"
+    );
+    let zones = zone_dir(&[("moves.yaml", &zone)]);
+    let s = Server::start_with(zones.path(), &["--load-interval-ms", "500"], Some(TOKEN));
+    measure(
+        &s,
+        json!([
+            {"mirror": "fra", "client": "10.2.1.0/24", "rtt_ms": 10.0},
+            {"mirror": "nyc", "client": "10.2.1.0/24", "rtt_ms": 80.0},
+        ]),
+    );
+    let find = |kind: &str| {
+        let body = events(&s, 0);
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    // Queries keep coming while fra's agent reports 150 %: the cluster moves.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (dns, stop) = (s.dns, std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            let query = ecs_query("www.moves.test.", RecordType::A, "10.2.1.0/24")
+                .to_vec()
+                .unwrap();
+            let mut buffer = [0u8; 1500];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                socket.send_to(&query, dns).unwrap();
+                let _ = socket.recv_from(&mut buffer);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let (status, _) = s.post_json("/v1/load", &json!({"mirror": "fra", "load": 1.5}), &[]);
+    assert_eq!(status, 200);
+    let wait = std::time::Duration::from_secs(15);
+    assert!(
+        eventually(wait, || !find("load_move").is_empty()),
+        "{}",
+        events(&s, 0)
+    );
+    let moved = &find("load_move")[0];
+    assert_eq!(
+        (
+            moved["service"].clone(),
+            moved["cluster"].clone(),
+            moved["from"].clone(),
+            moved["to"].clone(),
+            moved["back"].clone()
+        ),
+        (
+            json!("www.moves.test."),
+            json!("10.2.0.0/16"),
+            json!("fra"),
+            json!("nyc"),
+            json!(false)
+        )
+    );
+    assert!(moved["qps"].as_f64().unwrap() > 0.0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
+
+    // fra's health check fails, then passes again.
+    drop(listener);
+    assert!(
+        eventually(wait, || !find("health").is_empty()),
+        "{}",
+        events(&s, 0)
+    );
+    assert_eq!(find("health")[0]["mirror"], "fra");
+    assert_eq!(find("health")[0]["healthy"], false);
+    let _back = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    assert!(
+        eventually(wait, || find("health").len() >= 2),
+        "{}",
+        events(&s, 0)
+    );
+    assert_eq!(find("health")[1]["healthy"], true);
+}

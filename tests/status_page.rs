@@ -599,7 +599,7 @@ services:
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let net = n % 24;
-                let name = if n % 5 == 0 {
+                let name = if n.is_multiple_of(5) {
                     "downloads.example.test."
                 } else {
                     "www.example.test."
