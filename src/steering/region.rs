@@ -118,6 +118,8 @@ struct Group {
     /// Local mask of the mirrors that cannot reach the group's measured
     /// sub-blocks: not worth exploring for its silent ones.
     unreachable: u64,
+    /// `ranking` is another group's (see [`adopt_busiest_choice`]).
+    borrowed: bool,
 }
 
 /// Hands each sub-block to the longest of `root` and `parts` that holds it;
@@ -137,6 +139,7 @@ fn group(
             ranking: Vec::new(),
             latency: Vec::new(),
             unreachable: 0,
+            borrowed: false,
         })
         .collect();
     for (entry, sample) in entries.into_iter().zip(samples) {
@@ -228,6 +231,7 @@ impl Group {
             same.map(|s| s.carry()),
             queries,
             exploring,
+            self.borrowed,
         );
         clusters.insert(self.prefix, cluster);
     }
@@ -249,6 +253,7 @@ fn adopt_busiest_choice(groups: &mut [Group]) {
             g.ranking = ranking.clone();
             g.latency = latency.clone();
             g.unreachable = unreachable;
+            g.borrowed = true;
         }
     }
 }
@@ -260,16 +265,19 @@ fn keep_answers_of_the_unmeasured(groups: &mut [Group], old: &[(IpNet, OldState)
     for g in groups.iter_mut().filter(|g| g.ranking.is_empty()) {
         if let Some((_, before)) = old.iter().find(|(p, _)| *p == g.prefix) {
             g.ranking = before.ranking.clone();
+            g.borrowed = before.carried.borrowed;
         }
     }
 }
 
 /// The answer the cluster at `prefix` had, which hysteresis keeps. A part
 /// new to the table has none: it was carved out because the answer around
-/// it does not suit it.
+/// it does not suit it. Nor does a cluster that answered as its region's
+/// busiest: whether it existed then depended on which queries came first.
 fn previous_answer(prefix: IpNet, old: &[(IpNet, OldState)]) -> Option<MirrorId> {
     old.iter()
         .find(|(p, _)| *p == prefix)
+        .filter(|(_, s)| !s.carried.borrowed)
         .and_then(|(_, s)| s.answer())
 }
 
@@ -286,6 +294,7 @@ pub struct Carried {
     pub queries_at_tick: u64,
     pub sent: u64,
     pub turn: usize,
+    pub borrowed: bool,
 }
 
 impl OldState {

@@ -608,6 +608,9 @@ pub struct Cluster {
     /// Some sub-block is being explored: only then does an answer look
     /// beyond the sub-block's counters.
     exploring: bool,
+    /// The ranking is its region's busiest cluster's, not its own: no
+    /// hysteresis holds it once the cluster has measurements of its own.
+    borrowed: bool,
 }
 
 impl Cluster {
@@ -658,12 +661,14 @@ impl Cluster {
         carried: Option<&Carried>,
         queries: u64,
         exploring: bool,
+        borrowed: bool,
     ) -> Cluster {
         let mut cluster = Cluster {
             blocks: Blocks::new(entries),
             ranking,
             latency,
             exploring,
+            borrowed,
             queries_at_tick: queries,
             ..Cluster::default()
         };
@@ -683,6 +688,7 @@ impl Cluster {
             queries_at_tick: self.queries_at_tick,
             sent: self.sent.into_inner(),
             turn: self.turn.into_inner(),
+            borrowed: self.borrowed,
         };
         (self.ranking, carried, self.blocks.into_entries())
     }
@@ -1022,6 +1028,7 @@ impl Clusters {
         let inherited = self.busiest_inside(&root, config);
         let mut cluster = Cluster {
             may_enclose: inherited.is_some(),
+            borrowed: inherited.is_some(),
             ..Cluster::default()
         };
         if let Some((ranking, latency)) = inherited {
