@@ -306,15 +306,15 @@ impl yaml::Handler for Reader<'_> {
             self.cx.origin = origin.clone();
             self.builder = Some(ZoneBuilder::new(origin));
             for (key, value) in std::mem::take(&mut self.pending) {
-                yaml::Handler::record(self, key, value);
+                yaml::Handler::record(self, &key, &value);
             }
         }
     }
 
-    fn record(&mut self, key: Node, value: Node) {
+    fn record(&mut self, key: &Node, value: &Node) {
         match &mut self.builder {
-            Some(builder) => add_owner_records(&mut self.cx, builder, &key, &value),
-            None => self.pending.push((key, value)),
+            Some(builder) => add_owner_records(&mut self.cx, builder, key, value),
+            None => self.pending.push((key.clone(), value.clone())),
         }
     }
 }

@@ -223,6 +223,12 @@ pub(super) trait Handler {
     fn top_entry(&mut self, key: &Node, value: &Node);
     /// An entry of the top-level `records` mapping, in file order (it is not
     /// kept in the tree).
+    fn record(&mut self, key: &Node, value: &Node);
+}
+
+/// What the parser gives its entries to: it hands over the records it read.
+pub(super) trait Sink {
+    fn top_entry(&mut self, key: &Node, value: &Node);
     fn record(&mut self, key: Node, value: Node);
 }
 
@@ -231,7 +237,7 @@ struct Builder<'f> {
     anchors: HashMap<String, Node>,
     root: Option<Node>,
     duplicates: Vec<DuplicateKey>,
-    handler: &'f mut dyn Handler,
+    handler: &'f mut dyn Sink,
     /// Keys already given to `records`, for duplicates among them.
     record_keys: HashMap<String, Position>,
 }
@@ -389,7 +395,7 @@ impl Builder<'_> {
 
 /// Parses `source`, telling `handler` of each top-level entry and giving it
 /// each entry of the top-level `records` mapping as soon as it is read.
-pub(super) fn parse(source: &str, handler: &mut dyn Handler) -> Result<Document, SyntaxError> {
+pub(super) fn parse(source: &str, handler: &mut dyn Sink) -> Result<Document, SyntaxError> {
     let mut parser = Parser::new();
     let mut input = source.as_bytes();
     parser.set_input_string(&mut input);
@@ -473,27 +479,37 @@ enum Message {
 }
 
 /// The parsing thread's handler: batches of records, a top-level entry
-/// after the records before it.
+/// after the records before it. Batches the reader is done with come back
+/// to be dropped here, where their memory was allocated: freeing it on the
+/// other thread would make both fight over one malloc arena.
 struct Forward {
     sender: std::sync::mpsc::SyncSender<Message>,
+    done: std::sync::mpsc::Receiver<Vec<(Node, Node)>>,
     batch: Vec<(Node, Node)>,
 }
 
 /// Records per message: enough to make the channel's cost vanish, few
 /// enough that little is held between the two threads.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 impl Forward {
     fn flush(&mut self) {
         if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let next = match self.done.try_recv() {
+                Ok(mut used) => {
+                    used.clear();
+                    used
+                }
+                Err(_) => Vec::with_capacity(BATCH),
+            };
+            let batch = std::mem::replace(&mut self.batch, next);
             // The reader stops only when this thread is done.
             let _ = self.sender.send(Message::Records(batch));
         }
     }
 }
 
-impl Handler for Forward {
+impl Sink for Forward {
     fn top_entry(&mut self, key: &Node, value: &Node) {
         self.flush();
         let _ = self.sender.send(Message::Top(key.clone(), value.clone()));
@@ -515,10 +531,12 @@ pub(super) fn parse_threaded(
     handler: &mut dyn Handler,
 ) -> Result<Document, SyntaxError> {
     std::thread::scope(|scope| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(16);
+        let (sender, receiver) = std::sync::mpsc::sync_channel(4);
+        let (give_back, done) = std::sync::mpsc::channel();
         let parser = scope.spawn(move || {
             let mut forward = Forward {
                 sender,
+                done,
                 batch: Vec::with_capacity(BATCH),
             };
             let document = parse(source, &mut forward);
@@ -529,9 +547,10 @@ pub(super) fn parse_threaded(
             match message {
                 Message::Top(key, value) => handler.top_entry(&key, &value),
                 Message::Records(batch) => {
-                    for (key, value) in batch {
+                    for (key, value) in &batch {
                         handler.record(key, value);
                     }
+                    let _ = give_back.send(batch);
                 }
             }
         }
@@ -564,7 +583,7 @@ mod tests {
     #[derive(Default)]
     struct Records(Vec<(Node, Node)>, Vec<String>);
 
-    impl Handler for Records {
+    impl Sink for Records {
         fn top_entry(&mut self, key: &Node, _: &Node) {
             self.1.push(key.as_str().unwrap_or_default().to_string());
         }
