@@ -39,7 +39,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def query(port, name, qtype=1, timeout=0.2):
+def query(port, name, qtype=1, timeout=0.02):
     """One UDP query; (rcode, answer rdata of the first A record or None)."""
     qid = os.getpid() & 0xFFFF
     wire = b"".join(bytes([len(l)]) + l.encode() for l in name.rstrip(".").split(".")) + b"\0"
