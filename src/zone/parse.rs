@@ -350,8 +350,14 @@ pub(super) fn parse_zone(file: &Path, source: &str) -> Parsed {
         reader.cx.error(
             d.position,
             format!(
-                "duplicate key `{}` (first at line {}): give each key once; the later value is the one read",
-                d.key, d.first.line
+                "duplicate key `{}` (first at line {}): give each key once; {}",
+                d.key,
+                d.first.line,
+                if d.both_read {
+                    "the records of both are read"
+                } else {
+                    "the later value is the one read"
+                }
             ),
         );
     }

@@ -88,6 +88,9 @@ pub(super) struct DuplicateKey {
     pub key: String,
     pub position: Position,
     pub first: Position,
+    /// An owner under `records`: both values were read (each was built as
+    /// it came); elsewhere the later value replaces the first.
+    pub both_read: bool,
 }
 
 /// The file is not YAML: where and why, in libyaml's words.
@@ -310,6 +313,7 @@ impl Builder<'_> {
                                 key: text,
                                 position: k.position,
                                 first: *first,
+                                both_read: true,
                             }),
                             None => {
                                 self.record_keys.insert(text, k.position);
@@ -345,6 +349,7 @@ impl Builder<'_> {
                             key: key_text(&k).unwrap_or_default(),
                             position: k.position,
                             first: entries[i].0.position,
+                            both_read: false,
                         });
                         // The later value is the one read.
                         entries[i].1 = node;
