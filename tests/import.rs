@@ -12,8 +12,8 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use hickory_proto::op::Message;
@@ -34,60 +34,6 @@ fn import(file: &Path, extra: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// `knotd` serving one master file on a loopback port; killed when dropped.
-struct Knot {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn knotd() -> Option<&'static str> {
-    ["/usr/sbin/knotd", "/usr/bin/knotd", "/usr/local/sbin/knotd"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
-fn start_knot(knotd: &str, zone_file: &Path) -> Knot {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::copy(zone_file, dir.path().join("zone")).unwrap();
-    let config = format!(
-        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {dir}\n\
-         database:\n    storage: {dir}\n\
-         template:\n  - id: default\n    storage: {dir}\n    zonefile-sync: -1\n    journal-content: none\n\
-         zone:\n  - domain: {ORIGIN}\n    file: zone\n\
-         log:\n  - target: stderr\n    any: error\n",
-        dir = dir.path().display()
-    );
-    let conf = dir.path().join("knot.conf");
-    std::fs::write(&conf, config).unwrap();
-    let child = Command::new(knotd)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start knotd");
-    let knot = Knot {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ask(knot.addr, ORIGIN, RecordType::SOA).is_none() {
-        assert!(Instant::now() < deadline, "knotd did not answer");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    knot
 }
 
 fn ask(addr: SocketAddr, name: &str, rtype: RecordType) -> Option<Message> {
@@ -147,7 +93,7 @@ fn a_master_file_imported_answers_as_knot_answers_it() {
     };
     let dir = zone_dir(&[("rt.test.yaml", &yaml)]);
     let server = Server::start(&dir.path().join("rt.test.yaml"));
-    let knot = start_knot(knotd, &fixture);
+    let knot = Knot::start(knotd, &fixture, ORIGIN, "");
     let names = [
         "rt.test.",
         "ns1.rt.test.",

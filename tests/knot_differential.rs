@@ -16,9 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use hickory_proto::op::Message;
@@ -29,71 +27,6 @@ const ORIGIN: &str = "diff.test.";
 const NSID: &str = "ns-diff";
 const QUERIES_UDP: usize = 2400;
 const QUERIES_TCP: usize = 600;
-
-/// `knotd` serving the fixture zone on a loopback port; killed when dropped.
-struct Knot {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn knotd() -> Option<&'static str> {
-    ["/usr/sbin/knotd", "/usr/bin/knotd", "/usr/local/sbin/knotd"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
-fn start_knot(knotd: &str) -> Knot {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::copy(
-        fixture("knot/diff.test.zone"),
-        dir.path().join("diff.test.zone"),
-    )
-    .unwrap();
-    let config = format!(
-        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {dir}\n    nsid: {NSID}\n\
-         database:\n    storage: {dir}\n\
-         template:\n  - id: default\n    storage: {dir}\n    zonefile-sync: -1\n    journal-content: none\n\
-         zone:\n  - domain: {ORIGIN}\n    file: diff.test.zone\n\
-         log:\n  - target: stderr\n    any: error\n",
-        dir = dir.path().display()
-    );
-    let conf = dir.path().join("knot.conf");
-    std::fs::write(&conf, config).unwrap();
-    let child = Command::new(knotd)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start knotd");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let knot = Knot {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let probe = Query {
-        name: ORIGIN.to_string(),
-        qtype: 6,
-        ..Query::default()
-    }
-    .wire();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while udp(addr, &probe, Duration::from_millis(200)).is_none() {
-        assert!(Instant::now() < deadline, "knotd did not answer");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    knot
-}
 
 /// A query's EDNS: version, UDP size, DO, options (code, data).
 type QueryEdns = (u8, u16, bool, Vec<(u16, Vec<u8>)>);
@@ -714,7 +647,12 @@ fn mirrordns_answers_as_knot_does_but_for_the_listed_differences() {
         eprintln!("knotd is not installed (apt-get install -y knot): skipping");
         return;
     };
-    let knot = start_knot(knotd);
+    let knot = Knot::start(
+        knotd,
+        &fixture("knot/diff.test.zone"),
+        ORIGIN,
+        &format!("    nsid: {NSID}\n"),
+    );
     let ours = Server::start_with(&fixture("knot/diff.test.yaml"), &["--nsid", NSID], None);
     let mut generator = Generator(0x5eed_d1ff_0017);
     let mut used: BTreeMap<&'static str, usize> = BTreeMap::new();

@@ -398,3 +398,68 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `knotd` serving one master file on a loopback port; killed when dropped.
+pub struct Knot {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where Debian's `knot` package puts `knotd`, if it is installed.
+pub fn knotd() -> Option<&'static str> {
+    ["/usr/sbin/knotd", "/usr/bin/knotd", "/usr/local/sbin/knotd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+impl Knot {
+    /// Starts `knotd` serving `zone_file` as `origin`, with `server_extra`
+    /// (lines such as `    nsid: x\n`) in its `server:` section; returns
+    /// once it answers the origin's SOA.
+    pub fn start(knotd: &str, zone_file: &Path, origin: &str, server_extra: &str) -> Knot {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::copy(zone_file, dir.path().join("zone")).unwrap();
+        let config = format!(
+            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {dir}\n{server_extra}\
+             database:\n    storage: {dir}\n\
+             template:\n  - id: default\n    storage: {dir}\n    zonefile-sync: -1\n    journal-content: none\n\
+             zone:\n  - domain: {origin}\n    file: zone\n\
+             log:\n  - target: stderr\n    any: error\n",
+            dir = dir.path().display()
+        );
+        let conf = dir.path().join("knot.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = Command::new(knotd)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start knotd");
+        let knot = Knot {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        };
+        let probe = query(origin, RecordType::SOA).to_vec().unwrap();
+        let answered = eventually(Duration::from_secs(20), || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            socket.send_to(&probe, knot.addr).unwrap();
+            socket.recv_from(&mut [0u8; 512]).is_ok()
+        });
+        assert!(answered, "knotd did not answer");
+        knot
+    }
+}
