@@ -48,6 +48,8 @@ pub struct Config {
 /// The running server's zones and steering state.
 pub struct App {
     zone_paths: Vec<PathBuf>,
+    /// Where signed zones without a key file keep their generated key.
+    state_dir: PathBuf,
     engine: Arc<Engine>,
     health: Health,
     counters: Arc<Counters>,
@@ -65,15 +67,17 @@ pub struct Loaded {
 impl App {
     pub fn load(
         zone_paths: Vec<PathBuf>,
+        state_dir: PathBuf,
         max_blocks: usize,
         dns: dns::Options,
     ) -> Result<App, ZoneErrors> {
-        let zones = load_zones(&zone_paths)?;
+        let zones = load_zones(&zone_paths, &state_dir, None)?;
         let engine = Arc::new(Engine::default());
         engine.set_max_blocks(max_blocks);
         let steering = engine.bind(&zones);
         Ok(App {
             zone_paths,
+            state_dir,
             health: Health::new(Arc::clone(&engine)),
             counters: Arc::default(),
             engine,
@@ -106,7 +110,8 @@ impl App {
     /// zones that were serving keep serving.
     pub fn reload(&self) -> Result<Loaded, ZoneErrors> {
         let _one_at_a_time = self.reload_lock.lock();
-        let zones = load_zones(&self.zone_paths)?;
+        let serving = self.handler.catalog();
+        let zones = load_zones(&self.zone_paths, &self.state_dir, Some(&serving.zones))?;
         let loaded = Loaded {
             zones: zones.zones().len(),
             services: zones.services().count(),
@@ -167,11 +172,20 @@ fn first_chars(text: &str, n: usize) -> String {
     }
 }
 
-/// Loads the zones as `mirrordns check` does ([`zone::load_set`]) and logs
-/// the warnings: missing glue, data below a zone cut, and a set that serves
-/// nothing at all.
-fn load_zones(paths: &[PathBuf]) -> Result<zone::ZoneSet, ZoneErrors> {
-    let (zones, warnings) = zone::load_set(paths).into_result()?;
+/// Loads the zones as `mirrordns check` does ([`zone::load_set`]), with the
+/// signing keys of `state_dir` and the signers of the zones `previous`
+/// serves, and logs the warnings: missing glue, data below a zone cut, and
+/// a set that serves nothing at all.
+fn load_zones(
+    paths: &[PathBuf],
+    state_dir: &std::path::Path,
+    previous: Option<&zone::ZoneSet>,
+) -> Result<zone::ZoneSet, ZoneErrors> {
+    let keys = zone::Keys::Serve {
+        state_dir,
+        previous,
+    };
+    let (zones, warnings) = zone::load_set(paths, keys).into_result()?;
     for warning in &warnings {
         warn!("{warning}");
     }
@@ -198,6 +212,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
     let dns_options = dns_options(&config)?;
     let app = Arc::new(App::load(
         config.zones.clone(),
+        config.state_dir.clone(),
         config.max_blocks,
         dns_options,
     )?);

@@ -417,7 +417,7 @@ fn missing_glue_and_data_below_a_cut_are_warnings() {
         [
             "5:7: warning: NS target ns2.example.test. of example.test. has no A or AAAA record in the zone (missing glue)",
             "6:9: warning: NS target ns.lab.example.test. of the delegation lab.example.test. has no A or AAAA record in the zone (missing glue): resolvers cannot reach the child zone's servers",
-            "6:36: warning: TXT at the delegation lab.example.test. is never answered (queries there get the referral); only NS records belong at a zone cut",
+            "6:36: warning: TXT at the delegation lab.example.test. is never answered (queries there get the referral); only NS and DS records belong at a zone cut",
             "7:12: warning: A at www.lab.example.test. is below the delegation lab.example.test. and never answered (queries there get the referral); only glue, the A and AAAA records of NS targets, belongs below a zone cut",
         ],
         "{stderr}"

@@ -15,6 +15,13 @@
 //! the response size limit. A property test holds both paths to the same
 //! answers.
 //!
+//! A signed response (DO, in a signed zone) holds its RRSIGs; it is served
+//! only between the latest inception and the earliest refresh time of the
+//! signatures in it, so a template never outlives its signatures and a
+//! clock that jumps either way sends the query the full way, which signs
+//! afresh (or takes the fresh signature from the zone's cache) and
+//! replaces the template.
+//!
 //! Templates live per thread (each UDP socket has its own), so answering
 //! takes no lock; a reload starts them afresh.
 
@@ -25,6 +32,7 @@ use ipnet::IpNet;
 
 use super::cookie::RESPONSE_COOKIE_LEN;
 use super::edns::{self, FLAG_DO, OPTION_COOKIE, OPTION_ECS, RequestCookie, RequestOptions};
+use super::signed::Freshness;
 use crate::zone::Family;
 
 const HEADER_LEN: usize = 12;
@@ -234,12 +242,24 @@ pub enum Route {
 pub struct Answered {
     pub route: Route,
     pub mirror: Option<usize>,
+    /// For a signed answer, when its signatures may be served.
+    pub freshness: Option<Freshness>,
 }
 
 struct Template {
     mirror: Option<usize>,
     shape: Shape,
     bytes: Box<[u8]>,
+    /// A signed response is served only while its signatures are fresh;
+    /// then the full path signs (or takes from the cache) and replaces it.
+    freshness: Option<Freshness>,
+}
+
+impl Template {
+    fn fresh(&self) -> bool {
+        self.freshness
+            .is_none_or(|f| f.holds_at(crate::dnssec::unix_now()))
+    }
 }
 
 struct NameEntry {
@@ -321,10 +341,9 @@ pub fn answer<D>(
             return Found::Unknown;
         };
         let (mirror, scope, decided) = decide(entry.route);
-        let template = entry
-            .templates
-            .iter()
-            .find(|t| t.mirror == mirror && t.shape == shape && t.bytes.len() <= limit);
+        let template = entry.templates.iter().find(|t| {
+            t.mirror == mirror && t.shape == shape && t.bytes.len() <= limit && t.fresh()
+        });
         match template {
             Some(t) => {
                 patch(&t.bytes, query, scope, extras, out);
@@ -413,20 +432,30 @@ pub fn remember(
                 templates: Vec::new(),
             });
         let shape = query.shape();
-        let known = entry
-            .templates
-            .iter()
-            .any(|t| t.mirror == answered.mirror && t.shape == shape);
-        if entry.route != answered.route || known || entry.templates.len() >= MAX_TEMPLATES_PER_NAME
-        {
-            return;
-        }
-        entry.templates.push(Template {
+        let template = Template {
             mirror: answered.mirror,
             shape,
             bytes: response.into(),
-        });
-        cache.bytes += response.len();
+            freshness: answered.freshness,
+        };
+        let full = entry.route != answered.route || entry.templates.len() >= MAX_TEMPLATES_PER_NAME;
+        let known = entry
+            .templates
+            .iter_mut()
+            .find(|t| t.mirror == answered.mirror && t.shape == shape);
+        match known {
+            // A signed template past its freshness is replaced by the new one.
+            Some(old) if old.freshness.is_some() => {
+                cache.bytes = cache.bytes + template.bytes.len() - old.bytes.len();
+                *old = template;
+            }
+            Some(_) => {}
+            None if full => {}
+            None => {
+                cache.bytes += template.bytes.len();
+                entry.templates.push(template);
+            }
+        }
     });
 }
 

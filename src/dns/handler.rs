@@ -21,8 +21,11 @@ use super::edns::{self, Ecs, OPTION_COOKIE, OPTION_ECS, OPTION_EDE, OPTION_NSID}
 use super::lookup::Answer;
 use super::request::{Opt, Request};
 use super::rrl::{Rrl, RrlConfig, Verdict};
+use super::signed::{self, Freshness};
 use super::{Catalog, fast};
+use crate::dnssec::SignError;
 use crate::steering::Decision;
+use tracing::warn;
 
 /// The EDNS UDP payload size we advertise (the DNS flag day 2020 value).
 const OUR_UDP_PAYLOAD: u16 = 1232;
@@ -63,6 +66,7 @@ pub const MAX_NSID_LEN: usize = 128;
 /// Extended DNS Errors (RFC 8914) we send.
 const EDE_NOT_AUTHORITATIVE: u16 = 20;
 const EDE_NOT_SUPPORTED: u16 = 21;
+const EDE_INVALID_QUERY_TYPE: u16 = 30;
 
 /// The query types counted on their own; the rest count as "other".
 const COUNTED_TYPES: [RecordType; 12] = [
@@ -452,9 +456,18 @@ impl Handler {
             return responded;
         };
         let client = client_of(ecs.and_then(|e| e.client()), source);
-        let answer =
+        let mut answer =
             catalog.lookup_decided(query.name(), query.query_type(), client, source, decided);
-        responded.answered = template_worthy(&answer);
+        let dnssec_ok = request.opt.is_some_and(|o| o.dnssec_ok);
+        let freshness = match sign_if_asked(catalog, &mut answer, dnssec_ok) {
+            Ok(freshness) => freshness,
+            Err(e) => {
+                warn!("answering SERVFAIL: {e}");
+                error(&mut responded, ResponseCode::ServFail, opt);
+                return responded;
+            }
+        };
+        responded.answered = template_worthy(&answer, freshness);
         let response = &mut responded.response;
         response.metadata.response_code = answer.rcode;
         response.metadata.authoritative = answer.authoritative;
@@ -548,9 +561,26 @@ fn bad_key(key: hickory_proto::rr::Name, request: &TSIG) -> hickory_proto::rr::R
     make_tsig_record(key, rdata)
 }
 
+/// Signs `answer` when the query has DO and its zone is signed; returns
+/// how long the signatures hold (`None`: unsigned, for ever).
+fn sign_if_asked(
+    catalog: &Catalog,
+    answer: &mut Answer,
+    dnssec_ok: bool,
+) -> Result<Option<Freshness>, SignError> {
+    let Some(zone) = answer.zone.map(|i| &catalog.zones.zones()[i]) else {
+        return Ok(None);
+    };
+    if !dnssec_ok || zone.signer().is_none() {
+        return Ok(None);
+    }
+    signed::sign(answer, zone, crate::dnssec::unix_now()).map(Some)
+}
+
 /// What the template path needs to know to reuse a response with this
-/// answer: positive and negative answers only, not errors.
-fn template_worthy(answer: &Answer) -> Option<fast::Answered> {
+/// answer: positive and negative answers only, not errors; a signed one
+/// only while its signatures are fresh.
+fn template_worthy(answer: &Answer, freshness: Option<Freshness>) -> Option<fast::Answered> {
     if !matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
         return None;
     }
@@ -562,10 +592,12 @@ fn template_worthy(answer: &Answer) -> Option<fast::Answered> {
                 family: s.family,
             },
             mirror: s.mirror,
+            freshness,
         },
         None => fast::Answered {
             route: fast::Route::Fixed,
             mirror: None,
+            freshness,
         },
     })
 }
@@ -595,6 +627,10 @@ fn precheck(request: &Request) -> Option<(ResponseCode, Option<u16>)> {
             Some((ResponseCode::Refused, Some(EDE_NOT_SUPPORTED)))
         }
         RecordType::OPT => Some((ResponseCode::FormErr, None)),
+        // A meta-type of compact denial, never a query's (RFC 9824 section 3.5).
+        t if crate::dnssec::denial::is_nxname(t) => {
+            Some((ResponseCode::FormErr, Some(EDE_INVALID_QUERY_TYPE)))
+        }
         _ => None,
     }
 }

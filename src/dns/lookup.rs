@@ -1,6 +1,7 @@
 //! Resolving one question against the loaded zones: RFC 1034 section 4.3.2
 //! for an authoritative server, with RFC 4592 wildcards, RFC 8482 ANY, and
-//! steered service names. Produces sections, not wire bytes.
+//! steered service names. Produces sections, not wire bytes, and says what a
+//! negative answer denies, for [`super::signed`] to prove in a signed zone.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::HINFO;
@@ -23,6 +24,21 @@ pub struct Answer {
     /// The service that decided the answer; `None` means the answer does
     /// not depend on the client (ECS scope 0).
     pub steered_by: Option<SteeredBy>,
+    /// The zone answered from (an index into the catalog's zones).
+    pub zone: Option<usize>,
+    /// What the answer denies, which a signed answer proves.
+    pub denial: Option<Denial>,
+}
+
+/// What a negative answer (or a referral) says does not exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// The name does not exist.
+    Name(Name),
+    /// The name exists with these types (and no others).
+    Types(Name, Vec<RecordType>),
+    /// The zone cut has no DS: the child is unsigned.
+    Ds(Name),
 }
 
 /// The service behind a steered answer (indices into the catalog), its
@@ -65,6 +81,7 @@ impl Catalog {
         };
         let mut answer = Answer {
             authoritative: true,
+            zone: Some(zone_index),
             ..Answer::default()
         };
         let mut name = qname.clone();
@@ -72,11 +89,26 @@ impl Catalog {
             let lower = LowerName::new(&name);
             let next = match zone.find(&lower) {
                 Found::Referral(ns) if qtype == RecordType::DS && ns.records[0].name == name => {
-                    // DS lives on the parent side of the cut: we have none.
-                    nodata(zone, &mut answer);
+                    // DS lives on the parent side of the cut: ours to answer.
+                    match zone.node(&lower).and_then(|cut| cut.rrset(RecordType::DS)) {
+                        Some(ds) => answer.answers.extend(ds.records),
+                        None => {
+                            nodata(zone, &mut answer);
+                            answer.denial = Some(Denial::Ds(name.clone()));
+                        }
+                    }
                     None
                 }
                 Found::Referral(ns) => {
+                    let cut = &ns.records[0].name;
+                    if let Some(ds) = zone
+                        .node(&LowerName::new(cut))
+                        .and_then(|n| n.rrset(RecordType::DS))
+                    {
+                        answer.authorities.extend(ds.records);
+                    } else {
+                        answer.denial = Some(Denial::Ds(cut.clone()));
+                    }
                     if hop == 0 {
                         referral(zone, &ns.records, &mut answer);
                     } else {
@@ -90,6 +122,7 @@ impl Catalog {
                 Found::NxDomain => {
                     answer.rcode = ResponseCode::NXDomain;
                     answer.authorities.push(zone.negative_soa.clone());
+                    answer.denial = Some(Denial::Name(name.clone()));
                     None
                 }
                 Found::Node(node) | Found::Wildcard(node) => {
@@ -129,13 +162,27 @@ impl Catalog {
                 answer.answers.push(with_owner(&cname.records[0], owner));
             } else if node.is_empty_non_terminal() {
                 nodata(zone, answer);
+                answer.denial = Some(Denial::Types(owner.clone(), Vec::new()));
             } else {
                 answer.answers.push(rfc8482_hinfo(owner, zone.default_ttl));
             }
             return None;
         }
         if let (Some(service_index), Some(family)) = (node.service, family_of(qtype)) {
+            let answered_before = answer.answers.len();
             self.answer_service(zone_index, zone, service_index, family, steer, answer);
+            if answer.answers.len() == answered_before {
+                answer.denial = Some(Denial::Types(owner.clone(), types_at(zone, node)));
+            }
+            return None;
+        }
+        if let Some(signer) = zone.signer()
+            && zone.is_apex(node)
+            && let Some(rdata) = signer.apex_rdata(qtype)
+        {
+            answer
+                .answers
+                .push(Record::from_rdata(owner.clone(), zone.soa.ttl, rdata));
             return None;
         }
         if qtype != RecordType::CNAME
@@ -156,7 +203,10 @@ impl Catalog {
                     .extend(set.records.iter().map(|r| with_owner(r, owner)));
                 add_target_addresses(zone, &set.records, &mut answer.additionals);
             }
-            None => nodata(zone, answer),
+            None => {
+                nodata(zone, answer);
+                answer.denial = Some(Denial::Types(owner.clone(), types_at(zone, node)));
+            }
         }
         None
     }
@@ -213,6 +263,23 @@ fn family_of(qtype: RecordType) -> Option<Family> {
         RecordType::AAAA => Some(Family::V6),
         _ => None,
     }
+}
+
+/// The types a node has, as its NSEC lists them: its RRsets, a service's
+/// address families, and DNSSEC's own at the apex of a signed zone.
+fn types_at(zone: &Zone, node: &Node) -> Vec<RecordType> {
+    let mut types: Vec<RecordType> = node.types().collect();
+    if let Some(service) = node.service.map(|s| &zone.services[s]) {
+        for (family, rtype) in [(Family::V4, RecordType::A), (Family::V6, RecordType::AAAA)] {
+            if service.has_family(family) {
+                types.push(rtype);
+            }
+        }
+    }
+    if zone.signer().is_some() && zone.is_apex(node) {
+        types.extend(crate::dnssec::denial::APEX_TYPES);
+    }
+    types
 }
 
 fn nodata(zone: &Zone, answer: &mut Answer) {

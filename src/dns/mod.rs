@@ -9,6 +9,8 @@
 //! - `fast`: responses encoded once and reused with the query's ID, flags,
 //!   question case, cookie and ECS patched in: the path most queries take.
 //! - `lookup`: one question → answer sections, from a [`Catalog`].
+//! - `signed`: the RRSIGs and compact-denial NSEC of an answer to a query
+//!   with DO in a signed zone.
 //! - `listen`: the UDP and TCP sockets.
 //! - `rrl`: response rate limiting for UDP.
 //!
@@ -23,6 +25,7 @@ mod listen;
 mod lookup;
 mod request;
 mod rrl;
+mod signed;
 
 pub use cookie::CookieSecret;
 pub use handler::{Handler, MAX_NSID_LEN, Options, Transport};

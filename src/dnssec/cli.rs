@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use hickory_proto::rr::Name;
 
 use super::keys::{self, KeyAlgorithm, ZoneKey};
-use super::zonefile;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DnssecCommand {
@@ -109,15 +108,15 @@ fn keygen(algorithm: KeyAlgorithm, out: &Path, zone: Option<&str>) -> Result<Str
 }
 
 fn ds(zone_file: &Path, state_dir: &Path, key_file: Option<&Path>) -> Result<String, String> {
-    let zone = zonefile::read(zone_file)?;
-    let settings = match (zone.dnssec, key_file) {
+    let zone = crate::zone::load_file(zone_file).map_err(|e| e.to_string())?;
+    let settings = match (zone.dnssec.clone(), key_file) {
         (Some(settings), _) => settings,
         (None, Some(_)) => {
             eprintln!(
                 "mirrordns: warning: {} has no dnssec: the zone is served unsigned until it does",
                 zone_file.display()
             );
-            zonefile::DnssecSettings::default()
+            crate::zone::DnssecSettings::default()
         }
         (None, None) => {
             return Err(format!(

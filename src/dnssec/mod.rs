@@ -1,5 +1,5 @@
-//! DNSSEC (SPEC section 1a): the building blocks of online signing, ready
-//! for the answer path to use (docs/DNSSEC.md says how they plug in).
+//! DNSSEC (SPEC section 1a): the building blocks of online signing that
+//! the zone loader and the answer path use (docs/DNSSEC.md).
 //!
 //! - [`keys`]: a zone's one combined signing key (ECDSA P-256, algorithm
 //!   13, the default; or Ed25519, 15): the key file, generating a key,
@@ -11,8 +11,6 @@
 //! - [`denial`]: compact denial of existence (RFC 9824): the NSEC for a
 //!   name that does not exist (with NXNAME), for NODATA and for a cut
 //!   without DS.
-//! - [`zonefile`]: a zone file's `origin` and `dnssec:`, read on their own
-//!   until the zone loader reads `dnssec:` itself.
 //! - [`cli`]: `mirrordns dnssec keygen` and `mirrordns dnssec ds`.
 //!
 //! The cryptography (signing, key generation, digests) is hickory-proto's
@@ -22,7 +20,6 @@ pub mod cli;
 pub mod denial;
 pub mod keys;
 pub mod sign;
-pub mod zonefile;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -275,6 +275,16 @@ pub struct ZoneSigner {
     cache: SignatureCache,
 }
 
+impl std::fmt::Debug for ZoneSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneSigner")
+            .field("zone", &self.zone)
+            .field("key_tag", &self.key.key_tag())
+            .field("cache", &self.cache_stats())
+            .finish()
+    }
+}
+
 impl ZoneSigner {
     pub fn new(zone: Name, key: Arc<ZoneKey>) -> Self {
         ZoneSigner::with_options(zone, key, Validity::default(), DEFAULT_CACHE_CAPACITY)
@@ -463,6 +473,16 @@ impl ZoneSigner {
         let signed = self.signature(owner, RecordType::NSEC, ttl, [&rdata], now)?;
         let rrsig = signed.record(owner, ttl);
         Ok([Record::from_rdata(owner.clone(), ttl, rdata), rrsig])
+    }
+
+    /// The apex RRset of a type DNSSEC adds ([`super::denial::APEX_TYPES`]).
+    pub fn apex_rdata(&self, record_type: RecordType) -> Option<RData> {
+        match record_type {
+            RecordType::DNSKEY => Some(self.dnskey_rdata()),
+            RecordType::CDS => self.cds_rdata().ok(),
+            RecordType::CDNSKEY => Some(self.cdnskey_rdata()),
+            _ => None,
+        }
     }
 
     /// The apex DNSKEY RRset (the one key).

@@ -359,6 +359,8 @@ impl ZoneBuilder {
             has_delegations,
             has_wildcards,
             services: self.services,
+            dnssec: None,
+            signer: None,
             _release: compact::ReleaseOnDrop,
         };
         (zone, located)
@@ -374,7 +376,8 @@ pub(super) fn defined_at(position: Option<Position>, before: &str, after: &str) 
 }
 
 /// The rules between the records of one name: a CNAME alone (and never at
-/// the apex), no address record or CNAME beside a service.
+/// the apex), a DS only at a delegation, no address record or CNAME beside
+/// a service.
 fn check_node(
     diagnostics: &mut Diagnostics,
     owner: &dyn Fn() -> Name,
@@ -403,6 +406,18 @@ fn check_node(
         if cnames > 1 {
             let position = entries.first().map(|e| e.position);
             diagnostics.error(position, format!("more than one CNAME at {}", owner()));
+        }
+    }
+    let has_ns = entries.iter().any(|e| e.rtype == RecordType::NS);
+    for e in entries.iter().filter(|e| e.rtype == RecordType::DS) {
+        if is_apex || !has_ns {
+            diagnostics.error(
+                Some(e.position),
+                format!(
+                    "DS at {} without NS: a DS record belongs at a delegation, beside the child zone's NS records (the zone's own DS is given to the parent: `mirrordns dnssec ds`)",
+                    owner()
+                ),
+            );
         }
     }
     if let Some(service_position) = service {

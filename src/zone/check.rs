@@ -6,12 +6,12 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use super::{EMPTY_DIRECTORY, ZoneError, load_set};
+use super::{EMPTY_DIRECTORY, Keys, ZoneError, load_set};
 
 /// Checks `paths`; `Ok(true)` when nothing has an error. Good files are
 /// reported on `out`, errors and warnings on `err`.
 pub fn check(paths: &[PathBuf], out: &mut impl Write, err: &mut impl Write) -> io::Result<bool> {
-    let report = load_set(paths);
+    let report = load_set(paths, Keys::FilesOnly);
     let mut errors = 0;
     let mut warnings = 0;
     for e in &report.errors {

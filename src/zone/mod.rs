@@ -7,8 +7,9 @@
 //! Loading goes in three steps: `parse` reads the YAML (`yaml` gives every
 //! value with its line and column), `build` makes the zone of the records it
 //! read, and `validate` checks the zone whole (apex NS, CNAME loops, glue,
-//! data below cuts). [`load_set`] adds the checks between files; `serve` and
-//! `check` both load through it.
+//! data below cuts). [`load_set`] adds the checks between files and reads
+//! the signing key of every zone with `dnssec:`; `serve` and `check` both
+//! load through it.
 
 mod build;
 mod check;
@@ -26,6 +27,8 @@ use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use ipnet::IpNet;
+
+use crate::dnssec::{KeyAlgorithm, ZoneSigner, keys};
 
 pub use check::check;
 pub use error::{Position, Severity, ZoneError, ZoneErrors};
@@ -48,8 +51,22 @@ pub struct Zone {
     has_delegations: bool,
     has_wildcards: bool,
     pub services: Vec<Arc<Service>>,
+    /// `dnssec:`: the zone is signed (SPEC section 1a).
+    pub dnssec: Option<DnssecSettings>,
+    /// The key and signature cache of a signed zone, once its key is read.
+    signer: Option<Arc<ZoneSigner>>,
     /// Last, so that it is dropped after the store.
     _release: compact::ReleaseOnDrop,
+}
+
+/// A zone file's `dnssec:` (SPEC section 6): the zone is signed online.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnssecSettings {
+    /// `None`: the key's own algorithm; a new key is ECDSA P-256.
+    pub algorithm: Option<KeyAlgorithm>,
+    /// Resolved against the zone file's directory; `None`: the key kept
+    /// in `STATE_DIR/keys/`.
+    pub key_file: Option<PathBuf>,
 }
 
 /// Everything at one owner name, as stored. A node with no RRsets and no
@@ -258,6 +275,21 @@ pub enum Found<'z> {
 }
 
 impl Zone {
+    /// The signer of a signed zone whose key has been read.
+    pub fn signer(&self) -> Option<&Arc<ZoneSigner>> {
+        self.signer.as_ref()
+    }
+
+    /// Whether `node` is the zone's apex.
+    pub fn is_apex(&self, node: &Node) -> bool {
+        self.store.name_of(self.store.node(node.index)).len() == self.origin_wire
+    }
+
+    /// Signs the zone's answers with `signer` from now on.
+    pub fn set_signer(&mut self, signer: Arc<ZoneSigner>) {
+        self.signer = Some(signer);
+    }
+
     /// Resolves `name` (which must be at or below the origin) per RFC 1034
     /// section 4.3.2, with RFC 4592 wildcards.
     pub fn find(&self, name: &LowerName) -> Found<'_> {
@@ -437,11 +469,27 @@ impl LoadReport {
 /// What an empty zone directory is told.
 pub const EMPTY_DIRECTORY: &str = "no zone files (*.yaml) in this directory";
 
+/// Where the zones with `dnssec:` get their keys while loading.
+#[derive(Clone, Copy)]
+pub enum Keys<'a> {
+    /// `check`: key files are read (one that cannot be is an error); keys
+    /// kept in a state directory are neither read nor made.
+    FilesOnly,
+    /// `serve`: the key file, else the key kept in `state_dir` (made there
+    /// the first time). A zone of `previous` signed with the same key keeps
+    /// its signer, so a reload keeps every signature that still holds.
+    Serve {
+        state_dir: &'a Path,
+        previous: Option<&'a ZoneSet>,
+    },
+}
+
 /// Loads and validates every zone in `paths` (files, or directories of
 /// `*.yaml`) and the set as a whole: two files with one origin are an error.
 /// `serve` (at start and on every reload) and `check` both load through here,
-/// so `check` rejects exactly what `serve` rejects.
-pub fn load_set(paths: &[PathBuf]) -> LoadReport {
+/// so `check` rejects exactly what `serve` rejects; [`Keys`] says where
+/// signing keys come from.
+pub fn load_set(paths: &[PathBuf], keys: Keys<'_>) -> LoadReport {
     let mut report = LoadReport::default();
     let mut files: Vec<PathBuf> = Vec::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
@@ -487,7 +535,14 @@ pub fn load_set(paths: &[PathBuf]) -> LoadReport {
                 }
             }
         }
-        let zone = parsed.zone.filter(|_| errors.is_empty()).map(Arc::new);
+        let mut zone = parsed.zone.filter(|_| errors.is_empty());
+        if let Some(z) = &mut zone
+            && let Err(e) = attach_signer(z, keys)
+        {
+            errors.push(ZoneError::new(&file, None, e));
+            zone = None;
+        }
+        let zone = zone.map(Arc::new);
         report.files.push(FileReport {
             file,
             zone,
@@ -500,11 +555,47 @@ pub fn load_set(paths: &[PathBuf]) -> LoadReport {
     report
 }
 
+/// Reads the key of a zone with `dnssec:` as `keys` says, and gives the
+/// zone its signer: the previous one when the key is the same.
+fn attach_signer(zone: &mut Zone, keys: Keys<'_>) -> Result<(), String> {
+    let Some(settings) = &zone.dnssec else {
+        return Ok(());
+    };
+    let key = match (keys, &settings.key_file) {
+        (Keys::FilesOnly, None) => return Ok(()),
+        (Keys::FilesOnly, Some(file)) => {
+            keys::zone_key(Some(file), Path::new(""), &zone.origin, settings.algorithm)
+        }
+        (Keys::Serve { state_dir, .. }, file) => {
+            keys::zone_key(file.as_deref(), state_dir, &zone.origin, settings.algorithm)
+        }
+    }
+    .map_err(|e| format!("dnssec: {e}"))?;
+    let kept = match keys {
+        Keys::Serve {
+            previous: Some(previous),
+            ..
+        } => previous
+            .zones()
+            .iter()
+            .filter(|z| z.origin == zone.origin)
+            .filter_map(|z| z.signer())
+            .find(|s| s.dnskey() == key.dnskey())
+            .cloned(),
+        _ => None,
+    };
+    let origin = zone.origin.clone();
+    zone.set_signer(kept.unwrap_or_else(|| Arc::new(ZoneSigner::new(origin, Arc::new(key)))));
+    Ok(())
+}
+
 /// Loads and validates every zone in `paths` (files, or directories of
-/// `*.yaml`); any error in any file rejects the whole set. Warnings are
-/// dropped: see [`load_set`] for them.
+/// `*.yaml`), reading key files but making no key; any error in any file
+/// rejects the whole set. Warnings are dropped: see [`load_set`] for them.
 pub fn load_paths(paths: &[PathBuf]) -> Result<ZoneSet, ZoneErrors> {
-    load_set(paths).into_result().map(|(zones, _)| zones)
+    load_set(paths, Keys::FilesOnly)
+        .into_result()
+        .map(|(zones, _)| zones)
 }
 
 /// Loads and validates one zone file (warnings are dropped).

@@ -15,6 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
 
+use hickory_proto::dnssec::rdata::{DNSSECRData, DS};
+use hickory_proto::dnssec::{Algorithm, DigestType};
 use hickory_proto::rr::rdata::{CAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
@@ -23,7 +25,10 @@ use super::build::{Located, ZoneBuilder};
 use super::error::{Diagnostics, Position, Severity, ZoneError};
 use super::validate::{self, Finding, Subject};
 use super::yaml::{self, Node, Value};
-use super::{ClusterConfig, HealthCheck, HealthProbe, Mirror, Service, SwitchMargin, Zone};
+use super::{
+    ClusterConfig, DnssecSettings, HealthCheck, HealthProbe, Mirror, Service, SwitchMargin, Zone,
+};
+use crate::dnssec::KeyAlgorithm;
 
 const DEFAULT_TTL: u32 = 3600;
 /// The steering engine tracks a cluster's mirrors in a 64-bit set.
@@ -34,7 +39,9 @@ const MAX_MIRRORS: usize = 64;
 /// several character-strings.
 const MAX_CHARACTER_STRING: usize = 255;
 
-const ZONE_KEYS: &[&str] = &["origin", "ttl", "soa", "records", "services"];
+const ZONE_KEYS: &[&str] = &["origin", "ttl", "soa", "records", "services", "dnssec"];
+const DNSSEC_KEYS: &[&str] = &["algorithm", "key_file"];
+const DS_KEYS: &[&str] = &["key_tag", "algorithm", "digest_type", "digest"];
 const SOA_KEYS: &[&str] = &[
     "mname", "rname", "serial", "refresh", "retry", "expire", "minimum",
 ];
@@ -453,8 +460,10 @@ fn read_zone(reader: &mut Reader<'_>, root: Option<&Node>) -> (Option<Name>, Opt
         let soa = SOA::new(origin.clone(), origin.clone(), 0, 0, 0, 0, 0);
         Record::from_rdata(origin.clone(), cx.default_ttl, RData::SOA(soa))
     });
+    let dnssec = top.raw("dnssec").and_then(|value| build_dnssec(cx, value));
     let soa_position = top.raw("soa").map(|s| s.position);
-    let (zone, located) = builder.finish(&mut cx.diagnostics, soa, cx.default_ttl);
+    let (mut zone, located) = builder.finish(&mut cx.diagnostics, soa, cx.default_ttl);
+    zone.dnssec = dnssec;
     let findings = validate::validate(&zone);
     report(cx, findings, &located, soa_position, &service_positions);
     (Some(origin), Some(zone))
@@ -577,6 +586,40 @@ impl Context<'_> {
             }
         }
     }
+}
+
+/// `dnssec:` (`dnssec: {}` or a bare `dnssec:` signs with the defaults);
+/// `None` after an error.
+fn build_dnssec(cx: &mut Context<'_>, value: &Node) -> Option<DnssecSettings> {
+    if value.is_null() {
+        return Some(DnssecSettings::default());
+    }
+    let fields = cx.fields("dnssec", value, DNSSEC_KEYS)?;
+    let algorithm = match cx.optional::<String>(&fields, "algorithm") {
+        None => None,
+        Some(text) => match text.parse::<KeyAlgorithm>() {
+            Ok(algorithm) => Some(algorithm),
+            Err(message) => {
+                cx.error(fields.at("algorithm"), message);
+                return None;
+            }
+        },
+    };
+    let key_file = match cx.optional::<String>(&fields, "key_file") {
+        Some(path) if path.is_empty() => {
+            cx.error(
+                fields.at("key_file"),
+                "key_file: expected a path, found \"\"",
+            );
+            return None;
+        }
+        Some(path) => Some(cx.file.parent().unwrap_or(Path::new("")).join(path)),
+        None => None,
+    };
+    Some(DnssecSettings {
+        algorithm,
+        key_file,
+    })
 }
 
 fn build_soa(cx: &mut Context<'_>, value: &Node) -> Option<Record> {
@@ -712,6 +755,7 @@ fn known_type(text: &str) -> Option<RecordType> {
         "SRV" => RecordType::SRV,
         "CAA" => RecordType::CAA,
         "PTR" => RecordType::PTR,
+        "DS" => RecordType::DS,
         _ => return None,
     };
     Some(t)
@@ -784,8 +828,51 @@ fn rdata(cx: &mut Context<'_>, rtype: RecordType, value: &Node) -> Option<RData>
             let data = caa(flags?, tag?, caa_value?).map(RData::CAA);
             simple(cx, data)
         }
+        RecordType::DS => {
+            let fields = cx.fields("a DS value", value, DS_KEYS)?;
+            let key_tag = cx.required::<u16>(&fields, "key_tag");
+            let algorithm = cx.required::<u8>(&fields, "algorithm");
+            let digest_type = cx.required::<u8>(&fields, "digest_type");
+            let digest = cx.required::<String>(&fields, "digest");
+            let data = ds(key_tag?, algorithm?, digest_type?, &digest?).map(RData::DNSSEC);
+            simple(cx, data)
+        }
         other => simple(cx, Err(format!("record type {other} is not supported"))),
     }
+}
+
+/// A DS record (RFC 4034 section 5) as `mirrordns dnssec ds` or
+/// `dnssec-dsfromkey` prints it: the digest in hex, spaces allowed.
+fn ds(key_tag: u16, algorithm: u8, digest_type: u8, digest: &str) -> Result<DNSSECRData, String> {
+    let hex: String = digest
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let digest = data_encoding::HEXUPPER
+        .decode(hex.as_bytes())
+        .map_err(|_| format!("digest: expected hex digits, found {digest:?}"))?;
+    let digest_type = DigestType::from(digest_type);
+    let wanted = match digest_type {
+        DigestType::SHA1 => Some(20),
+        DigestType::SHA256 => Some(32),
+        DigestType::SHA384 => Some(48),
+        _ => None,
+    };
+    if let Some(len) = wanted.filter(|len| *len != digest.len()) {
+        return Err(format!(
+            "digest: a digest of type {} is {len} bytes ({} hex digits), found {}",
+            u8::from(digest_type),
+            len * 2,
+            digest.len()
+        ));
+    }
+    Ok(DNSSECRData::DS(DS::new(
+        key_tag,
+        Algorithm::from_u8(algorithm),
+        digest_type,
+        digest,
+    )))
 }
 
 fn scalar(value: &Node) -> Result<String, String> {

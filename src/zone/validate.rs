@@ -304,7 +304,10 @@ fn nothing_but_glue_below_cuts(
             |t: RecordType| matches!(t, RecordType::A | RecordType::AAAA) && targets.contains(&key);
         let hidden: Vec<RecordType> = match &above {
             Some(_) => node.types().filter(|t| !is_glue(*t)).collect(),
-            None if node.delegation => node.types().filter(|t| *t != RecordType::NS).collect(),
+            None if node.delegation => node
+                .types()
+                .filter(|t| !matches!(t, RecordType::NS | RecordType::DS))
+                .collect(),
             None => continue,
         };
         let Some(first) = hidden.first() else {
@@ -321,7 +324,7 @@ fn nothing_but_glue_below_cuts(
                 "{types} at {owner} is below the delegation {cut} and never answered (queries there get the referral); only glue, the A and AAAA records of NS targets, belongs below a zone cut"
             ),
             None => format!(
-                "{types} at the delegation {owner} is never answered (queries there get the referral); only NS records belong at a zone cut"
+                "{types} at the delegation {owner} is never answered (queries there get the referral); only NS and DS records belong at a zone cut"
             ),
         };
         found.push((
