@@ -77,10 +77,10 @@ pub fn sign(answer: &mut Answer, zone: &Zone, now: u64) -> Result<Freshness, Sig
         let nsec = RData::DNSSEC(DNSSECRData::NSEC(nsec));
         let signed = signer.signature(&owner, RecordType::NSEC, ttl, [&nsec], now)?;
         freshness.narrow(&signed);
-        answer.authorities.push(signed.record(&owner, ttl));
+        let rrsig = signed.record(&owner, ttl);
         answer
             .authorities
-            .push(Record::from_rdata(owner, ttl, nsec));
+            .extend([Record::from_rdata(owner, ttl, nsec), rrsig]);
         if answer.rcode == ResponseCode::NXDomain {
             answer.rcode = ResponseCode::NoError;
         }

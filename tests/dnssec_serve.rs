@@ -1,0 +1,452 @@
+//! Signed answers from the real server, checked as a user checks them
+//! (SPEC section 1a): BIND's `delv` with the zone's key as trust anchor
+//! validates every kind of answer, and unbound, a validating resolver with
+//! ECS, returns the steered name with the AD bit for two client subnets
+//! that get different mirrors. Both algorithms; restarts and two instances
+//! keep one key; answers without DO are unchanged byte for byte.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hickory_proto::op::{Edns, Message};
+use hickory_proto::rr::{RData, Record, RecordType};
+use serde_json::json;
+
+const ALGORITHMS: [&str; 2] = ["ecdsap256sha256", "ed25519"];
+
+/// A signed zone: apex records, a steered `www`, a CNAME to it, a wildcard,
+/// an empty non-terminal (`_tcp`), a delegation with DS (`sec`) and one
+/// without (`lab`). `dnssec` is the zone's `dnssec:` line, or none.
+fn zone_text(dnssec: Option<&str>) -> String {
+    let mut text = String::from(
+        r#"origin: example.test.
+ttl: 300
+soa: {mname: ns1.example.test., rname: hostmaster.example.test., serial: 1,
+      refresh: 3600, retry: 600, expire: 1209600, minimum: 60}
+records:
+  '':
+    - {type: NS, values: [ns1.example.test.]}
+    - {type: MX, values: [{preference: 10, exchange: mail.example.test.}]}
+  ns1: {type: A, value: 127.0.0.1}
+  mail: {type: A, value: 192.0.2.25}
+  docs: {type: CNAME, value: www.example.test.}
+  _https._tcp: {type: SRV, value: {priority: 10, weight: 5, port: 443, target: www.example.test.}}
+  '*.users': {type: A, value: 192.0.2.80}
+  lab: {type: NS, value: ns.lab.example.test.}
+  ns.lab: {type: A, value: 192.0.2.53}
+  sec:
+    - {type: NS, value: ns.sec.example.test.}
+    - {type: DS, value: {key_tag: 12345, algorithm: 13, digest_type: 2, digest: 2328E81CA946E65F04B899FB67C4C7FB6528028422019E070D34CD363CFFC597}}
+  ns.sec: {type: A, value: 192.0.2.54}
+services:
+  www:
+    ttl: 30
+    mirrors:
+      - {name: fra, ipv4: [192.0.2.1]}
+      - {name: nyc, ipv4: [192.0.2.2]}
+"#,
+    );
+    if let Some(dnssec) = dnssec {
+        text.push_str(&format!("dnssec: {dnssec}\n"));
+    }
+    text
+}
+
+/// Writes a key of `algorithm` with `mirrordns dnssec keygen` into `dir`.
+fn keygen(dir: &Path, algorithm: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args(["dnssec", "keygen", "--algorithm", algorithm, "--out"])
+        .arg(dir.join("zone.key"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A zone directory with a key file and the zone signed with it.
+fn signed_zone_dir(algorithm: &str) -> tempfile::TempDir {
+    let dir = zone_dir(&[(
+        "example.test.yaml",
+        &zone_text(Some(&format!(
+            "{{algorithm: {algorithm}, key_file: zone.key}}"
+        ))),
+    )]);
+    keygen(dir.path(), algorithm);
+    dir
+}
+
+/// A query as a validating resolver sends it: EDNS with DO.
+fn do_query(name: &str, rtype: RecordType) -> Message {
+    let mut message = query(name, rtype);
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    edns.set_dnssec_ok(true);
+    message.set_edns(edns);
+    message
+}
+
+/// The zone's DNSKEY as the server answers it.
+fn dnskey(s: &Server) -> String {
+    let response = s.udp(&query("example.test.", RecordType::DNSKEY)).unwrap();
+    match &response.answers[..] {
+        [
+            Record {
+                data: RData::DNSSEC(key),
+                ..
+            },
+        ] => key.to_string(),
+        other => panic!("one DNSKEY expected: {other:?}"),
+    }
+}
+
+fn require(program: &str, package: &str) {
+    let found = Command::new(program)
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{program} is not installed: apt-get install {package} (scripts/test installs it)"
+    );
+}
+
+/// `delv` asking the server on `dns` for `qname qtype`, with `anchor` (a
+/// DNSKEY's RDATA) as the trust anchor of example.test.: stdout and stderr.
+fn delv(dir: &Path, dns: std::net::SocketAddr, anchor: &str, qname: &str, qtype: &str) -> String {
+    let anchors = dir.join("anchors.conf");
+    let fields: Vec<&str> = anchor.splitn(4, ' ').collect();
+    std::fs::write(
+        &anchors,
+        format!(
+            "trust-anchors {{ example.test. static-key {} {} {} \"{}\"; }};\n",
+            fields[0], fields[1], fields[2], fields[3]
+        ),
+    )
+    .unwrap();
+    let output = Command::new("delv")
+        .arg(format!("@{}", dns.ip()))
+        .args(["-p", &dns.port().to_string(), "-a"])
+        .arg(&anchors)
+        .args(["+root=example.test.", qname, qtype])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn delv_validates_every_kind_of_answer() {
+    require("delv", "bind9-dnsutils");
+    for algorithm in ALGORITHMS {
+        let dir = signed_zone_dir(algorithm);
+        let s = Server::start(dir.path());
+        let anchor = dnskey(&s);
+        let positive = [
+            ("example.test.", "MX", "mail.example.test."),
+            ("example.test.", "NS", "ns1.example.test."),
+            ("example.test.", "DNSKEY", "257 3"),
+            ("example.test.", "CDS", "CDS"),
+            ("example.test.", "CDNSKEY", "257 3"),
+            ("www.example.test.", "A", "192.0.2."),
+            ("docs.example.test.", "A", "CNAME"),
+            ("_https._tcp.example.test.", "SRV", "443"),
+            ("host.users.example.test.", "A", "192.0.2.80"),
+            ("sec.example.test.", "DS", "12345 13 2"),
+        ];
+        for (qname, qtype, expected) in positive {
+            let out = delv(dir.path(), s.dns, &anchor, qname, qtype);
+            assert!(
+                out.contains("; fully validated") && out.contains(expected),
+                "{algorithm} {qname} {qtype}: {out}"
+            );
+        }
+        // NXDOMAIN (compact denial: NOERROR with NXNAME, type 128), NODATA,
+        // an empty non-terminal, wildcard NODATA, and a cut without DS.
+        let negative = [
+            ("nope.example.test.", "A", true),
+            ("deep.nope.example.test.", "TXT", true),
+            ("mail.example.test.", "AAAA", false),
+            ("www.example.test.", "AAAA", false),
+            ("_tcp.example.test.", "TXT", false),
+            ("host.users.example.test.", "TXT", false),
+            ("lab.example.test.", "DS", false),
+        ];
+        for (qname, qtype, nxname) in negative {
+            let out = delv(dir.path(), s.dns, &anchor, qname, qtype);
+            assert!(
+                out.contains("; negative response, fully validated")
+                    && out.contains("TYPE128") == nxname,
+                "{algorithm} {qname} {qtype}: {out}"
+            );
+        }
+        // The control: another key validates nothing.
+        let other = zone_dir(&[]);
+        keygen(other.path(), algorithm);
+        let text = std::fs::read_to_string(other.path().join("zone.key")).unwrap();
+        let other_key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# DNSKEY "))
+            .unwrap();
+        let out = delv(dir.path(), s.dns, other_key, "www.example.test.", "A");
+        assert!(!out.contains("fully validated"), "{out}");
+    }
+}
+
+#[test]
+fn referrals_carry_the_signed_ds_or_the_proof_there_is_none() {
+    let dir = signed_zone_dir("ecdsap256sha256");
+    let s = Server::start(dir.path());
+    let signed_child = s
+        .udp(&do_query("host.sec.example.test.", RecordType::A))
+        .unwrap();
+    assert!(!signed_child.metadata.authoritative);
+    let ds_answer = s
+        .udp(&do_query("sec.example.test.", RecordType::DS))
+        .unwrap();
+    let mut expected = answers(&ds_answer);
+    expected.push("sec.example.test. 300 NS ns.sec.example.test.".to_string());
+    let mut got = authorities(&signed_child);
+    expected.sort();
+    got.sort();
+    // The DS and its RRSIG, as delv validated them, and the child's NS.
+    assert_eq!(got, expected);
+    assert_eq!(
+        additionals(&signed_child),
+        vec!["ns.sec.example.test. 300 A 192.0.2.54"]
+    );
+    let unsigned_child = s
+        .udp(&do_query("host.lab.example.test.", RecordType::A))
+        .unwrap();
+    let no_ds = s
+        .udp(&do_query("lab.example.test.", RecordType::DS))
+        .unwrap();
+    let proof: Vec<String> = authorities(&no_ds)
+        .into_iter()
+        .filter(|r| r.contains("NSEC"))
+        .collect();
+    assert_eq!(proof.len(), 2, "{no_ds:?}");
+    for record in &proof {
+        assert!(authorities(&unsigned_child).contains(record), "{record}");
+    }
+}
+
+#[test]
+fn answers_without_do_are_unchanged_byte_for_byte() {
+    let signed = signed_zone_dir("ecdsap256sha256");
+    let unsigned = zone_dir(&[("example.test.yaml", &zone_text(None))]);
+    let (a, b) = (Server::start(signed.path()), Server::start(unsigned.path()));
+    let mut edns_without_do = query("mail.example.test.", RecordType::A);
+    edns_without_do.set_edns(Edns::new());
+    let queries = [
+        query("example.test.", RecordType::MX),
+        query("mail.example.test.", RecordType::A),
+        query("nope.example.test.", RecordType::A),
+        query("mail.example.test.", RecordType::AAAA),
+        query("host.users.example.test.", RecordType::A),
+        query("host.lab.example.test.", RecordType::A),
+        query("sec.example.test.", RecordType::DS),
+        query("docs.example.test.", RecordType::CNAME),
+        edns_without_do,
+    ];
+    for q in queries {
+        let bytes = q.to_vec().unwrap();
+        // Twice: the full path, then the template.
+        for _ in 0..2 {
+            assert_eq!(a.udp_raw(&bytes), b.udp_raw(&bytes), "{q:?}");
+        }
+    }
+    let nxdomain = a.udp(&query("nope.example.test.", RecordType::A)).unwrap();
+    assert_eq!(
+        nxdomain.metadata.response_code.to_string(),
+        "Non-Existent Domain"
+    );
+}
+
+#[test]
+fn a_restart_keeps_the_key_and_instances_with_one_key_file_agree() {
+    require("delv", "bind9-dnsutils");
+    // No key file: the key is made in the state directory, and kept.
+    let zones = zone_dir(&[("example.test.yaml", &zone_text(Some("{}")))]);
+    let state = tempfile::tempdir().unwrap();
+    let first = Server::start_in(zones.path(), state.path(), &[], Some(TOKEN));
+    let key = dnskey(&first);
+    assert!(key.starts_with("257 3 13 "), "{key}");
+    first.stop();
+    let again = Server::start_in(zones.path(), state.path(), &[], Some(TOKEN));
+    assert_eq!(dnskey(&again), key);
+    // One key file, two instances: one DNSKEY, and each validates.
+    let dir = signed_zone_dir("ed25519");
+    let (ns1, ns2) = (Server::start(dir.path()), Server::start(dir.path()));
+    let anchor = dnskey(&ns1);
+    assert_eq!(dnskey(&ns2), anchor);
+    for s in [&ns1, &ns2] {
+        let out = delv(dir.path(), s.dns, &anchor, "www.example.test.", "A");
+        assert!(out.contains("; fully validated"), "{out}");
+    }
+}
+
+#[test]
+fn check_reads_the_key_file_and_places_ds_records() {
+    let dir = zone_dir(&[(
+        "example.test.yaml",
+        &zone_text(Some("{key_file: missing.key}"))
+            .replace(
+                "  mail: {type: A, value: 192.0.2.25}",
+                &format!("  mail: [{{type: A, value: 192.0.2.25}}, {{type: DS, value: {{key_tag: 1, algorithm: 13, digest_type: 2, digest: {}}}}}]", "AB".repeat(32)),
+            )
+            .replace(
+                "  ns1: {type: A, value: 127.0.0.1}",
+                "  ns1: [{type: A, value: 127.0.0.1}, {type: DS, value: {key_tag: 1, algorithm: 13, digest_type: 2, digest: AB}}]",
+            ),
+    )]);
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let text = format!("{stdout}{stderr}");
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("digest: a digest of type 2 is 32 bytes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DS at mail.example.test. without NS"),
+        "{text}"
+    );
+    let fixed = zone_dir(&[(
+        "example.test.yaml",
+        &zone_text(Some("{key_file: missing.key}")),
+    )]);
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .arg("check")
+        .arg(fixed.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        !output.status.success() && text.contains("missing.key"),
+        "{text}"
+    );
+}
+
+/// unbound on a loopback port, validating with the zone's key and sending
+/// ECS to the server, which it reaches as a stub zone.
+struct Unbound {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    fn start(server: &Server, anchor: &str) -> Unbound {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            r#"server:
+  interface: 127.0.0.1
+  port: {port}
+  do-not-query-localhost: no
+  chroot: ""
+  username: ""
+  directory: "{dir}"
+  pidfile: "{dir}/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  module-config: "subnetcache validator iterator"
+  send-client-subnet: 127.0.0.1
+  trust-anchor: "example.test. DNSKEY {anchor}"
+  local-zone: "test." nodefault
+  qname-minimisation: no
+  access-control: 127.0.0.0/8 allow
+stub-zone:
+  name: "example.test."
+  stub-addr: 127.0.0.1@{server_port}
+"#,
+            dir = dir.path().display(),
+            server_port = server.dns.port(),
+        );
+        let file = dir.path().join("unbound.conf");
+        std::fs::write(&file, config).unwrap();
+        let child = Command::new("unbound")
+            .arg("-d")
+            .arg("-c")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let unbound = Unbound {
+            child,
+            port,
+            _dir: dir,
+        };
+        let up = eventually(Duration::from_secs(10), || {
+            unbound.dig(&["example.test.", "SOA"]).contains("NOERROR")
+        });
+        assert!(up, "unbound did not answer");
+        unbound
+    }
+
+    fn dig(&self, args: &[&str]) -> String {
+        let output = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &self.port.to_string(), "+dnssec"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn unbound_validates_steered_answers_for_two_subnets() {
+    require("unbound", "unbound");
+    require("dig", "bind9-dnsutils");
+    for algorithm in ALGORITHMS {
+        let dir = signed_zone_dir(algorithm);
+        let s = Server::start(dir.path());
+        let (near_fra, near_nyc) = ("198.51.100.0/24", "203.0.113.0/24");
+        for subnet in [near_fra, near_nyc] {
+            s.udp(&ecs_query("www.example.test.", RecordType::A, subnet));
+        }
+        let rtt = |subnet: &str, fra: f64, nyc: f64| {
+            json!([
+                {"mirror": "fra", "client": subnet, "rtt_ms": fra},
+                {"mirror": "nyc", "client": subnet, "rtt_ms": nyc},
+            ])
+        };
+        let mut items = rtt(near_fra, 10.0, 90.0).as_array().unwrap().clone();
+        items.extend(rtt(near_nyc, 90.0, 10.0).as_array().unwrap().clone());
+        let (status, body) =
+            s.post_json("/v1/measurements", &json!({ "measurements": items }), &[]);
+        assert_eq!(status, 200, "{body}");
+        let unbound = Unbound::start(&s, &dnskey(&s));
+        for (subnet, mirror) in [(near_fra, "192.0.2.1"), (near_nyc, "192.0.2.2")] {
+            let out = unbound.dig(&[&format!("+subnet={subnet}"), "www.example.test.", "A"]);
+            let flags = out.lines().find(|l| l.starts_with(";; flags:")).unwrap();
+            assert!(flags.contains(" ad"), "{algorithm} {subnet}: {out}");
+            assert!(
+                out.contains(&format!("www.example.test.\t30\tIN\tA\t{mirror}")),
+                "{algorithm} {subnet}: {out}"
+            );
+        }
+    }
+}
