@@ -9,10 +9,13 @@
 //! Queries vary the DO bit, NSID (asked of a server with or without one)
 //! and DNS Cookies: a client cookie alone, with a valid server cookie
 //! (echoed as it came) or with a forged one (answered with a fresh one).
+//! The zone is signed or not: signed answers to DO queries hold the same
+//! RRSIGs and NSECs on both paths (the two servers share the zone's
+//! signature cache, as the threads of one server do).
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
@@ -20,6 +23,7 @@ use hickory_proto::rr::rdata::opt::EdnsCode;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, Record, RecordType};
 use mirrordns::dns::{Catalog, CookieSecret, Handler, Options, RrlConfig, Transport};
+use mirrordns::dnssec::{KeyAlgorithm, ZoneKey, ZoneSigner};
 use mirrordns::steering::{Engine, MeasurementRequest};
 use mirrordns::zone::{ZoneSet, load_str};
 use proptest::prelude::*;
@@ -40,11 +44,28 @@ fn now() -> u32 {
         .as_secs() as u32
 }
 
+/// The signer of the zone when it is signed: one for every server.
+fn signer() -> Arc<ZoneSigner> {
+    static SIGNER: OnceLock<Arc<ZoneSigner>> = OnceLock::new();
+    SIGNER
+        .get_or_init(|| {
+            let key = ZoneKey::generate(KeyAlgorithm::EcdsaP256Sha256).unwrap();
+            Arc::new(ZoneSigner::new(
+                Name::from_ascii("example.test.").unwrap(),
+                Arc::new(key),
+            ))
+        })
+        .clone()
+}
+
 /// A server whose client network 10.1.0.0/16 is learned (fra fastest) in
 /// every cluster (`v4only` has /20s), so steered answers there do not
-/// rotate between queries; with an NSID or without.
-fn server(nsid: bool) -> Handler {
-    let zone = load_str(Path::new("example.test.yaml"), ZONE).unwrap();
+/// rotate between queries; with an NSID or without, signed or not.
+fn server(nsid: bool, signed: bool) -> Handler {
+    let mut zone = load_str(Path::new("example.test.yaml"), ZONE).unwrap();
+    if signed {
+        zone.set_signer(signer());
+    }
     let zones = ZoneSet::new(vec![Arc::new(zone)]);
     let engine = Engine::default();
     let steering = engine.bind(&zones);
@@ -194,6 +215,7 @@ fn asked() -> impl Strategy<Value = Asked> {
         RecordType::SRV,
         RecordType::CAA,
         RecordType::DS,
+        RecordType::DNSKEY,
     ]);
     let edns = prop::option::of((
         prop::sample::select(vec![0u16, 512, 600, 1232, 4096]),
@@ -321,16 +343,17 @@ proptest! {
         third in 0u8..=255,
         tcp in any::<bool>(),
         nsid in any::<bool>(),
+        signed in any::<bool>(),
     ) {
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let source: IpAddr = SOURCE.parse().unwrap();
         let second = variant(&first, id, (rd, cd, cookie), case, third);
         let wire = second.wire();
 
-        let warm = server(nsid);
+        let warm = server(nsid, signed);
         warm.handle(&first.wire(), source, transport);
         let reused = warm.handle(&wire, source, transport);
-        let fresh = server(nsid).handle(&wire, source, transport);
+        let fresh = server(nsid, signed).handle(&wire, source, transport);
 
         let (reused, fresh) = (reused.expect("an answer"), fresh.expect("an answer"));
         prop_assert_eq!(&reused[..2], &wire[..2], "the ID");
@@ -344,6 +367,74 @@ proptest! {
             let nsid_option = edns.option(EdnsCode::NSID).is_some();
             prop_assert_eq!(nsid_option, nsid && second.nsid, "NSID when asked of a server with one");
         }
+        if signed && second.dnssec_ok && second.edns.is_some() && !reused_m.answers.is_empty() {
+            let signatures = reused_m.answers.iter().filter(|r| r.record_type() == RecordType::RRSIG).count();
+            prop_assert!(signatures > 0, "a signed answer: {:?}", reused_m.answers);
+        }
         prop_assert_eq!(normalized(&reused), normalized(&fresh));
+    }
+}
+
+/// A signed answer kept as a template is served only until its signatures
+/// are due for refresh; then the full path signs again and the template is
+/// replaced, so a reused answer never outlives its signatures.
+#[test]
+fn a_signed_template_is_replaced_when_its_signatures_are_due() {
+    let key = ZoneKey::generate(KeyAlgorithm::Ed25519).unwrap();
+    let validity = mirrordns::dnssec::Validity {
+        inception_skew: 0,
+        min_lifetime: 2,
+        jitter: 0,
+        refresh_before: 1,
+    };
+    let signer = ZoneSigner::with_options(
+        Name::from_ascii("example.test.").unwrap(),
+        Arc::new(key),
+        validity,
+        1000,
+    );
+    let mut zone = load_str(Path::new("example.test.yaml"), ZONE).unwrap();
+    zone.set_signer(Arc::new(signer));
+    let zones = ZoneSet::new(vec![Arc::new(zone)]);
+    let steering = Engine::default().bind(&zones);
+    let no_rrl = RrlConfig {
+        rate: 0,
+        slip: 2,
+        exempt: Vec::new(),
+    };
+    let handler = Handler::new(Catalog::new(zones, steering), no_rrl);
+    let asked = Asked {
+        name: "mail.example.test.".to_string(),
+        qtype: RecordType::A,
+        id: 7,
+        rd: false,
+        cd: false,
+        case: vec![false],
+        edns: Some((1232, None)),
+        dnssec_ok: true,
+        nsid: false,
+        cookie: None,
+    };
+    let source: IpAddr = SOURCE.parse().unwrap();
+    let expiration = || {
+        let response = handler
+            .handle(&asked.wire(), source, Transport::Udp)
+            .unwrap();
+        let message = Message::from_vec(&response).unwrap();
+        let rrsig = message
+            .answers
+            .iter()
+            .find(|r| r.record_type() == RecordType::RRSIG)
+            .expect("an RRSIG")
+            .data
+            .to_string();
+        rrsig.split_whitespace().nth(4).unwrap().to_string()
+    };
+    let first = expiration();
+    assert_eq!(expiration(), first, "the template, while fresh");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while expiration() == first {
+        assert!(std::time::Instant::now() < deadline, "never signed again");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
