@@ -3,9 +3,9 @@
 //! `mirrordns::dnssec` signatures and compact-denial NSECs (RFC 9824).
 //!
 //! The answers come from a small fixed responder in this file, not from the
-//! server's answer path (which signs nothing yet, docs/DNSSEC.md): this
-//! checks the signatures, the NSEC records with NXNAME and the apex key
-//! records as a validator reads them. Skipped where `delv` is missing
+//! server's answer path (`tests/dnssec_serve.rs` checks that): this checks
+//! the building blocks alone, the signatures, the NSEC records with NXNAME
+//! and the apex key records, as a validator reads them. Skipped where `delv` is missing
 //! (`apt-get install bind9-dnsutils`).
 
 use std::net::UdpSocket;
