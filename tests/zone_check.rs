@@ -384,7 +384,7 @@ records:
         [
             "2:6: ttl: expected a whole number from 0 to 4294967295, found \"soon\"",
             "3:6: soa: missing `serial` (a whole number from 0 to 4294967295)",
-            "4:9: unknown key `colour` in the zone (known: origin, ttl, soa, records, services)",
+            "4:9: unknown key `colour` in the zone (known: origin, ttl, soa, records, services, dnssec)",
             "8:3: duplicate key `ns1` (first at line 7): give each key once; the records of both are read",
             "9:23: bad address 10.0.0.256: not an IPv4 address",
         ],
