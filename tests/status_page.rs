@@ -182,6 +182,15 @@ impl Browser {
         self.runtime.block_on(element.send_keys(keys)).unwrap();
     }
 
+    /// Waits for the page's next successful poll of the API: it stamps the
+    /// body's `data-updated` after each.
+    fn wait_for_poll(&self) {
+        let stamp = || self.js("return document.body.dataset.updated || null;");
+        let before = stamp();
+        let polled = eventually(Duration::from_secs(10), || stamp() != before);
+        assert!(polled, "the page did not poll the API again");
+    }
+
     /// Waits until `text(css)` satisfies `check`; panics with what it last saw.
     fn wait_text(&self, css: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
         let mut last = None;
@@ -419,7 +428,7 @@ fn the_page_shows_what_was_learned_follows_a_switch_and_drains_with_its_buttons(
         false
     );
     browser.wait_text(drained_cell, Duration::from_secs(5), |t| t == "in service");
-    std::thread::sleep(Duration::from_millis(2500));
+    browser.wait_for_poll();
     assert!(
         browser
             .text("#error")
