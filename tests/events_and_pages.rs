@@ -7,11 +7,6 @@ use common::*;
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
-fn measure(s: &Server, items: Value) {
-    let (status, body) = s.post_json("/v1/measurements", &json!({ "measurements": items }), &[]);
-    assert_eq!(status, 200, "{body}");
-}
-
 fn events(s: &Server, since: u64) -> Value {
     let (status, body) = s.get(&format!("/v1/events?since={since}"));
     assert_eq!(status, 200, "{body}");

@@ -15,16 +15,6 @@ const FRA: &str = "192.0.2.1";
 const NYC: &str = "192.0.2.2";
 const SIN: &str = "192.0.2.3";
 
-fn measure(s: &Server, items: Value) {
-    let response = reqwest::blocking::Client::new()
-        .post(s.url("/v1/measurements"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "measurements": items }))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-}
-
 /// The steering fixture's cluster 198.51.0.0/16 learned: nyc, then fra, then sin.
 fn learned(s: &Server) {
     measure(

@@ -260,11 +260,6 @@ impl Drop for Browser {
     }
 }
 
-fn measure(s: &Server, items: Value) {
-    let (status, body) = s.post_json("/v1/measurements", &json!({ "measurements": items }), &[]);
-    assert_eq!(status, 200, "{body}");
-}
-
 fn only_loopback(urls: &[String], api: &str) {
     assert!(!urls.is_empty(), "the performance log shows requests");
     for url in urls {

@@ -385,6 +385,13 @@ pub fn zone_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// Posts `items` as one measurement batch; the server must take it.
+pub fn measure(s: &Server, items: serde_json::Value) {
+    let batch = serde_json::json!({ "measurements": items });
+    let (status, body) = s.post_json("/v1/measurements", &batch, &[]);
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Samples of `/metrics`, parsed as Prometheus text: (name, labels, value).
 pub fn metrics(s: &Server) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
     let text = reqwest::blocking::get(s.url("/metrics"))
