@@ -1,6 +1,7 @@
 //! Several `mirrordns serve` instances sharing what they learn through one
 //! nats-server with JetStream (docs/MULTI-NODE.md), on loopback only. The
-//! nats-server binary comes from Debian's package (`scripts/test` installs it).
+//! nats-server binary comes from Debian's package (`scripts/test` installs
+//! it).
 
 mod common;
 
