@@ -9,23 +9,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
-
-const ZONE: &str = "origin: agent.test.
-soa: {mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}
-records:
-  '': {type: NS, value: ns1}
-  ns1: {type: A, value: 127.0.0.1}
-services:
-  www:
-    mirrors:
-      - {name: fra, ipv4: [192.0.2.1]}
-      - {name: nyc, ipv4: [192.0.2.2]}
-";
 
 struct Agent {
     child: Child,
@@ -63,6 +51,14 @@ impl Agent {
     fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
+
+    /// Waits until a log line contains `text`.
+    fn wait_for_log(&self, text: &str) {
+        let logged = eventually(Duration::from_secs(20), || {
+            self.logs.lock().unwrap().iter().any(|l| l.contains(text))
+        });
+        assert!(logged, "no log line with {text:?}:\n{}", self.logs());
+    }
 }
 
 impl Drop for Agent {
@@ -73,30 +69,24 @@ impl Drop for Agent {
 }
 
 fn server() -> (Server, tempfile::TempDir) {
-    let zones = zone_dir(&[("agent.yaml", ZONE)]);
+    let zones = zone_dir(&[("agent.yaml", &zone("agent.test.").to_string())]);
     (Server::start(zones.path()), zones)
 }
 
 /// The measured RTT of `mirror` for the cluster holding `prefix`, once there is one.
 fn wait_for_rtt(s: &Server, prefix: &str, mirror: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let rtt = || {
         let (_, body) = s.get("/v1/services/www.agent.test/clusters");
-        let found = body["clusters"]
+        body["clusters"]
             .as_array()
             .and_then(|cs| cs.iter().find(|c| c["prefix"] == prefix))
             .map(|c| c["rtt_ms"][mirror].clone())
-            .filter(|v| !v.is_null());
-        if let Some(v) = found {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {mirror} measurement for {prefix}: {body}\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .filter(|v| !v.is_null())
+    };
+    eventually_some(Duration::from_secs(20), rtt).unwrap_or_else(|| {
+        let (_, body) = s.get("/v1/services/www.agent.test/clusters");
+        panic!("no {mirror} measurement for {prefix}: {body}\n{}", s.logs())
+    })
 }
 
 #[test]
@@ -214,7 +204,9 @@ fn passive_mode_posts_the_median_per_block_and_survives_rotation() {
             &free_port().to_string(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(600));
+    // The agent starts reading at the end of the log before it says so:
+    // the line already there is history.
+    agent.wait_for_log("following the access log");
     let append = |text: &str| {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -285,29 +277,28 @@ impl FakeApi {
         FakeApi { url, posted }
     }
 
+    /// The measurements posted for `block` by TCP probes so far.
+    fn measured(&self, block: &str) -> Vec<Value> {
+        self.posted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m["client"] == block && m["method"] == "tcp")
+            .cloned()
+            .collect()
+    }
+
     /// The measurements posted for `block` by TCP probes, once `count` are in.
     fn wait_for(&self, block: &str, count: usize, agent: &Agent) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let found: Vec<Value> = self
-                .posted
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|m| m["client"] == block && m["method"] == "tcp")
-                .cloned()
-                .collect();
-            if found.len() >= count {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let enough = || Some(self.measured(block)).filter(|found| found.len() >= count);
+        eventually_some(Duration::from_secs(20), enough).unwrap_or_else(|| {
+            let found = self.measured(block);
+            panic!(
                 "{} of {count} measurements for {block}: {found:?}\n{}",
                 found.len(),
                 agent.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        })
     }
 }
 
@@ -464,16 +455,16 @@ fn a_client_from_the_access_log_stands_for_its_silent_sub_block() {
         .open(&log)
         .and_then(|mut f| f.write_all(line.as_bytes()))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let measured = api.wait_for("127.77.11.0/24", 1, &agent);
-        if let Some(m) = measured.iter().find(|m| m["address"] == "127.77.11.53") {
-            assert!(m["rtt_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{m}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{measured:?}\n{}", agent.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let at_the_client = || {
+        api.measured("127.77.11.0/24")
+            .into_iter()
+            .find(|m| m["address"] == "127.77.11.53")
+    };
+    let Some(m) = eventually_some(Duration::from_secs(20), at_the_client) else {
+        let measured = api.measured("127.77.11.0/24");
+        panic!("{measured:?}\n{}", agent.logs());
+    };
+    assert!(m["rtt_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{m}");
 }
 
 #[test]

@@ -7,11 +7,6 @@ use common::*;
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
-fn measure(s: &Server, items: Value) {
-    let (status, body) = s.post_json("/v1/measurements", &json!({ "measurements": items }), &[]);
-    assert_eq!(status, 200, "{body}");
-}
-
 fn events(s: &Server, since: u64) -> Value {
     let (status, body) = s.get(&format!("/v1/events?since={since}"));
     assert_eq!(status, 200, "{body}");
@@ -392,20 +387,11 @@ fn the_status_page_and_its_files_are_served_from_the_binary() {
 fn events_record_load_moves_and_health_changes() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let zone = format!(
-        "origin: moves.test.
-soa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}
-records:
-  '': {{type: NS, value: ns1}}
-  ns1: {{type: A, value: 127.0.0.1}}
-services:
-  www:
-    mirrors:
-      - {{name: fra, ipv4: [192.0.2.1], health: {{tcp_port: {port}, address: 127.0.0.1, interval_s: 1, timeout_ms: 300, rise: 1, fall: 1}}}}
-      - {{name: nyc, ipv4: [192.0.2.2]}}
-"
+    let fra = format!(
+        "{{name: fra, ipv4: [192.0.2.1], health: {{tcp_port: {port}, address: 127.0.0.1, interval_s: 1, timeout_ms: 300, rise: 1, fall: 1}}}}"
     );
-    let zones = zone_dir(&[("moves.yaml", &zone)]);
+    let zone = zone("moves.test.").mirrors(&[&fra, "{name: nyc, ipv4: [192.0.2.2]}"]);
+    let zones = zone_dir(&[("moves.yaml", &zone.to_string())]);
     let s = Server::start_with(zones.path(), &["--load-interval-ms", "500"], Some(TOKEN));
     measure(
         &s,

@@ -7,9 +7,8 @@
 //!
 //! Where the two may differ, [`ALLOWED`] says so, with the RFC that allows
 //! it; each is applied only to the queries it names. An unlisted difference
-//! fails the test. Knot comes from Debian's `knot` package (`.ci/run`
-//! installs it); without `knotd` the test fails in CI and is skipped, with a
-//! note, elsewhere.
+//! fails the test. Knot comes from Debian's `knot` package (`scripts/test`
+//! installs it; without `knotd` the test fails).
 
 mod common;
 
@@ -639,16 +638,7 @@ fn ask(server: SocketAddr, q: &Query, wait: Duration) -> Option<Summary> {
 
 #[test]
 fn mirrordns_answers_as_knot_does_but_for_the_listed_differences() {
-    let Some(knotd) = knotd() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "knotd is missing: .ci/run installs Debian's knot"
-        );
-        eprintln!("knotd is not installed (apt-get install -y knot): skipping");
-        return;
-    };
     let knot = Knot::start(
-        knotd,
         &fixture("knot/diff.test.zone"),
         ORIGIN,
         &format!("    nsid: {NSID}\n"),

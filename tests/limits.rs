@@ -13,20 +13,12 @@ use ipnet::IpNet;
 use mirrordns::steering::{Engine, MeasurementRequest, ServiceHandle};
 use mirrordns::zone::{Family, ZoneSet, load_str};
 
-const ZONE: &str = "origin: flood.test.
-soa: {mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}
-records:
-  '': {type: NS, value: ns1}
-  ns1: {type: A, value: 127.0.0.1}
-services:
-  www:
-    mirrors:
-      - {name: fra, ipv4: [192.0.2.1]}
-      - {name: nyc, ipv4: [192.0.2.2]}
-";
-
 fn engine(max_blocks: usize) -> (Engine, ServiceHandle) {
-    let zone = load_str(Path::new("flood.yaml"), ZONE).unwrap();
+    let zone = load_str(
+        Path::new("flood.yaml"),
+        &common::zone("flood.test.").to_string(),
+    )
+    .unwrap();
     let engine = Engine::default();
     engine.set_max_blocks(max_blocks);
     let handle = engine

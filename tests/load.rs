@@ -9,51 +9,34 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hickory_proto::rr::RecordType;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const ZONE: &str = "origin: load.test.
-soa: {mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}
-records:
-  '': {type: NS, value: ns1}
-  ns1: {type: A, value: 127.0.0.1}
-services:
-  www:
-    mirrors:
-      - {name: fra, ipv4: [192.0.2.1], capacity_qps: 50}
-      - {name: nyc, ipv4: [192.0.2.2]}
-      - {name: sin, ipv4: [192.0.2.3]}
-";
+/// How often the server runs its load tick in these tests.
+const LOAD_TICK: Duration = Duration::from_millis(1000);
 const FRA: &str = "192.0.2.1";
 const NYC: &str = "192.0.2.2";
 
-fn post_json(s: &Server, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::blocking::Client::new()
-        .post(s.url(path))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
-}
-
 fn start() -> (Server, tempfile::TempDir) {
-    let zones = zone_dir(&[("load.yaml", ZONE)]);
-    let s = Server::start_with(zones.path(), &["--load-interval-ms", "1000"], Some(TOKEN));
+    let zone = zone("load.test.").mirrors(&[
+        "{name: fra, ipv4: [192.0.2.1], capacity_qps: 50}",
+        "{name: nyc, ipv4: [192.0.2.2]}",
+        "{name: sin, ipv4: [192.0.2.3]}",
+    ]);
+    let zones = zone_dir(&[("load.yaml", &zone.to_string())]);
+    let tick_ms = LOAD_TICK.as_millis().to_string();
+    let s = Server::start_with(zones.path(), &["--load-interval-ms", &tick_ms], Some(TOKEN));
     // Cluster 10.1/16 loses 2 ms on nyc, 10.2/16 loses 70 ms: both prefer fra.
-    let (status, _) = post_json(
+    measure(
         &s,
-        "/v1/measurements",
-        json!({"measurements": [
+        json!([
             {"mirror": "fra", "client": "10.1.1.0/24", "rtt_ms": 10.0},
             {"mirror": "nyc", "client": "10.1.1.0/24", "rtt_ms": 12.0},
             {"mirror": "sin", "client": "10.1.1.0/24", "rtt_ms": 100.0},
             {"mirror": "fra", "client": "10.2.1.0/24", "rtt_ms": 10.0},
             {"mirror": "nyc", "client": "10.2.1.0/24", "rtt_ms": 80.0},
             {"mirror": "sin", "client": "10.2.1.0/24", "rtt_ms": 100.0},
-        ]}),
+        ]),
     );
-    assert_eq!(status, 200);
     (s, zones)
 }
 
@@ -94,16 +77,9 @@ fn traffic(
     })
 }
 
-fn wait_until(what: &str, s: &Server, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting: {what}\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_until(what: &str, s: &Server, done: impl FnMut() -> bool) {
+    let happened = eventually(Duration::from_secs(20), done);
+    assert!(happened, "timed out waiting: {what}\n{}", s.logs());
 }
 
 #[test]
@@ -160,15 +136,18 @@ fn over_capacity_moves_the_least_loss_cluster_first_and_it_returns() {
 fn a_reported_load_over_one_moves_clusters_too() {
     let (s, _zones) = start();
     assert_eq!(
-        post_json(&s, "/v1/load", json!({"mirror": "fra", "load": "high"})).0,
+        s.post_json("/v1/load", &json!({"mirror": "fra", "load": "high"}), &[])
+            .0,
         400
     );
     assert_eq!(
-        post_json(&s, "/v1/load", json!({"mirror": "fra", "load": -1})).0,
+        s.post_json("/v1/load", &json!({"mirror": "fra", "load": -1}), &[])
+            .0,
         400
     );
     assert_eq!(
-        post_json(&s, "/v1/load", json!({"mirror": "lon", "load": 0.5})).0,
+        s.post_json("/v1/load", &json!({"mirror": "lon", "load": 0.5}), &[])
+            .0,
         404
     );
     assert_eq!(s.post("/v1/load", None).0, 401);
@@ -176,20 +155,24 @@ fn a_reported_load_over_one_moves_clusters_too() {
     let load = traffic(s.dns, &["10.2.1.0/24"], 20, Arc::clone(&stop));
     // fra's agent says it is at 150 %: 10.2/16 must go (to nyc, 80 ms, its next best).
     assert_eq!(
-        post_json(&s, "/v1/load", json!({"mirror": "fra", "load": 1.5})),
+        s.post_json("/v1/load", &json!({"mirror": "fra", "load": 1.5}), &[]),
         (200, json!({"mirror": "fra", "load": 1.5}))
     );
     wait_until("10.2/16 moves off fra", &s, || {
         answer(&s, "10.2.1.0/24") == NYC
     });
-    std::thread::sleep(Duration::from_millis(2500));
+    // A load tick that moves nothing shows nowhere (no log line, event or
+    // metric), so the test lets two ticks pass: a bounce back would come
+    // at the first.
+    std::thread::sleep(LOAD_TICK * 5 / 2);
     assert_eq!(
         answer(&s, "10.2.1.0/24"),
         NYC,
         "no bouncing back while fra still reports 1.5"
     );
     assert_eq!(
-        post_json(&s, "/v1/load", json!({"mirror": "fra", "load": 0.2})).0,
+        s.post_json("/v1/load", &json!({"mirror": "fra", "load": 0.2}), &[])
+            .0,
         200
     );
     wait_until("10.2/16 returns", &s, || answer(&s, "10.2.1.0/24") == FRA);

@@ -15,16 +15,6 @@ const FRA: &str = "192.0.2.1";
 const NYC: &str = "192.0.2.2";
 const SIN: &str = "192.0.2.3";
 
-fn measure(s: &Server, items: Value) {
-    let response = reqwest::blocking::Client::new()
-        .post(s.url("/v1/measurements"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "measurements": items }))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-}
-
 /// The steering fixture's cluster 198.51.0.0/16 learned: nyc, then fra, then sin.
 fn learned(s: &Server) {
     measure(
@@ -149,22 +139,9 @@ fn a_drain_survives_a_restart() {
 
 /// A zone whose `fra` is health-checked by `health` (a YAML flow mapping).
 fn checked_zone(health: &str) -> tempfile::TempDir {
-    zone_dir(&[(
-        "checked.yaml",
-        &format!(
-            "origin: checked.test.
-soa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}
-records:
-  '': {{type: NS, value: ns1}}
-  ns1: {{type: A, value: 127.0.0.1}}
-services:
-  www:
-    mirrors:
-      - {{name: fra, ipv4: [192.0.2.1], health: {health}}}
-      - {{name: nyc, ipv4: [192.0.2.2]}}
-"
-        ),
-    )])
+    let fra = format!("{{name: fra, ipv4: [192.0.2.1], health: {health}}}");
+    let zone = zone("checked.test.").mirrors(&[&fra, "{name: nyc, ipv4: [192.0.2.2]}"]);
+    zone_dir(&[("checked.yaml", &zone.to_string())])
 }
 
 fn checked_www(s: &Server) -> Vec<String> {
@@ -180,15 +157,8 @@ fn checked_www(s: &Server) -> Vec<String> {
 
 /// Waits until `www` answers `expected`, for at most 15 s.
 fn wait_for_answer(s: &Server, expected: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while checked_www(s) != vec![expected] {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "www never answered {expected}:\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let answered = eventually(Duration::from_secs(15), || checked_www(s) == [expected]);
+    assert!(answered, "www never answered {expected}:\n{}", s.logs());
 }
 
 fn learn_fra_fastest(s: &Server) {

@@ -1,44 +1,21 @@
 //! Several `mirrordns serve` instances sharing what they learn through one
 //! nats-server with JetStream (docs/MULTI-NODE.md), on loopback only. The
-//! nats-server binary comes from Debian's package (`.ci/run` installs it).
+//! nats-server binary comes from Debian's package (`scripts/test` installs
+//! it).
 
 mod common;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
-const ZONE: &str = "origin: multi.test.
-soa: {mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}
-records:
-  '': {type: NS, value: ns1}
-  ns1: {type: A, value: 127.0.0.1}
-services:
-  www:
-    mirrors:
-      - {name: fra, ipv4: [192.0.2.1]}
-      - {name: nyc, ipv4: [192.0.2.2]}
-";
 const SERVICE: &str = "www.multi.test.";
 const CONVERGE: Duration = Duration::from_secs(30);
-
-/// Debian installs nats-server in /usr/sbin, which a user's PATH may lack.
-fn nats_server() -> &'static str {
-    let on_path = Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if on_path {
-        "nats-server"
-    } else {
-        "/usr/sbin/nats-server"
-    }
-}
 
 /// A nats-server with JetStream on loopback, its store in a temporary
 /// directory that outlives restarts; killed when dropped.
@@ -78,19 +55,18 @@ impl Nats {
     }
 
     fn restart(&mut self) {
-        let child = Command::new(nats_server())
+        let child = Command::new(program("nats-server", "nats-server"))
             .arg("-c")
             .arg(self.config())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nats-server on the PATH (apt-get install nats-server)");
+            .expect("nats-server runs");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let listening = eventually(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(listening, "nats-server did not start");
     }
 
     fn kill(&mut self) {
@@ -126,7 +102,7 @@ impl Drop for Nats {
 }
 
 fn zones() -> tempfile::TempDir {
-    zone_dir(&[("multi.yaml", ZONE)])
+    zone_dir(&[("multi.yaml", &zone("multi.test.").to_string())])
 }
 
 /// An instance sharing through `nats`, its state in `state_dir`, once it
@@ -156,23 +132,19 @@ fn table(s: &Server) -> Vec<Value> {
 /// Waits until every instance holds the same table and `done` holds for
 /// it; returns that table.
 fn converged(instances: &[&Server], done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let tables: Vec<Vec<Value>> = instances.iter().map(|s| table(s)).collect();
-        if tables.iter().all(|t| *t == tables[0]) && done(&tables[0]) {
-            return tables[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "instances did not converge:\n{}",
-            tables
-                .iter()
-                .map(|t| serde_json::to_string(t).unwrap())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let tables = || -> Vec<Vec<Value>> { instances.iter().map(|s| table(s)).collect() };
+    let agreed = eventually_some(CONVERGE, || {
+        let tables = tables();
+        let same = tables.iter().all(|t| *t == tables[0]);
+        (same && done(&tables[0])).then(|| tables[0].clone())
+    });
+    agreed.unwrap_or_else(|| {
+        let shown: Vec<String> = tables()
+            .iter()
+            .map(|t| serde_json::to_string(t).unwrap())
+            .collect();
+        panic!("instances did not converge:\n{}", shown.join("\n"))
+    })
 }
 
 fn cluster<'a>(table: &'a [Value], prefix: &str) -> Option<&'a Value> {
@@ -355,11 +327,8 @@ fn without_nats_instances_answer_from_what_they_learned_and_converge_after() {
     assert_eq!(post(&b, &nyc_best), 503, "not stored while NATS is away");
 
     nats.restart();
-    let deadline = Instant::now() + CONVERGE;
-    while post(&b, &nyc_best) != 200 {
-        assert!(Instant::now() < deadline, "publishing did not resume");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let resumed = eventually(CONVERGE, || post(&b, &nyc_best) == 200);
+    assert!(resumed, "publishing did not resume");
     converged(&[&a, &b], |t| {
         cluster(t, "127.9.0.0/16").is_some_and(|c| c["mirror"] == "nyc")
     });
@@ -403,13 +372,16 @@ fn a_drain_reaches_every_instance_including_one_started_later() {
     let (status, _) = b.post_json("/v1/mirrors/fra/drain", &json!({}), &[]);
     assert_eq!(status, 200);
     let c = instance(zones.path(), states[2].path(), &nats);
-    let deadline = Instant::now() + CONVERGE;
-    for s in [&a, &b, &c] {
-        while answer(s, client) != ["192.0.2.2"] {
-            assert!(Instant::now() < deadline, "drain not applied on {}", s.dns);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    let everywhere = eventually(CONVERGE, || {
+        [&a, &b, &c]
+            .iter()
+            .all(|s| answer(s, client) == ["192.0.2.2"])
+    });
+    assert!(
+        everywhere,
+        "drain not applied everywhere: {:?}",
+        [&a, &b, &c].map(|s| answer(s, client))
+    );
 }
 
 #[test]

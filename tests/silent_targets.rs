@@ -10,21 +10,6 @@ use common::*;
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
-const ZONE: &str = "origin: silent.test.
-soa: {mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}
-records:
-  '': {type: NS, value: ns1}
-  ns1: {type: A, value: 127.0.0.1}
-services:
-  www:
-    ttl: 30
-    mirrors:
-      - {name: aaa, ipv4: [192.0.2.1]}
-      - {name: bbb, ipv4: [192.0.2.2]}
-      - {name: ccc, ipv4: [192.0.2.3]}
-    clusters: {prefixes: prefixes.txt}
-";
-
 /// Two listed prefixes, one inside the other; everything else starts at /16.
 const PREFIXES: &str = "10.20.0.0/14\n10.20.128.0/17\n";
 
@@ -33,7 +18,18 @@ const BBB: &str = "192.0.2.2";
 const CCC: &str = "192.0.2.3";
 
 fn server() -> (Server, tempfile::TempDir) {
-    let zones = zone_dir(&[("silent.yaml", ZONE), ("prefixes.txt", PREFIXES)]);
+    let zone = zone("silent.test.")
+        .with("ttl: 30")
+        .mirrors(&[
+            "{name: aaa, ipv4: [192.0.2.1]}",
+            "{name: bbb, ipv4: [192.0.2.2]}",
+            "{name: ccc, ipv4: [192.0.2.3]}",
+        ])
+        .with("clusters: {prefixes: prefixes.txt}");
+    let zones = zone_dir(&[
+        ("silent.yaml", &zone.to_string()),
+        ("prefixes.txt", PREFIXES),
+    ]);
     (Server::start(zones.path()), zones)
 }
 

@@ -70,7 +70,8 @@ fn learns_the_fastest_mirror_on_a_synthetic_topology() {
 }
 
 /// The WonderNetwork city matrix from `../shared/data/latency/` (not in the
-/// repository: its terms are unclear). `.ci/run` runs this with `--ignored`.
+/// repository: its terms are unclear). `scripts/test` runs this with
+/// `--ignored`.
 #[test]
 #[ignore = "needs ../shared/data/latency/wondernetwork beside the clone"]
 fn learns_the_fastest_mirror_on_wondernetwork_data() {

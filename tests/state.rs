@@ -15,22 +15,11 @@ use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
 /// Every /24 is its own cluster, so each acknowledged batch shows as one.
-const ZONE: &str = "origin: state.test.
-soa: {mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}
-records:
-  '': {type: NS, value: ns1}
-  ns1: {type: A, value: 127.0.0.1}
-services:
-  www:
-    mirrors:
-      - {name: fra, ipv4: [192.0.2.1]}
-      - {name: nyc, ipv4: [192.0.2.2]}
-    clusters: {initial_v4: 24}
-    measurements: {max_age_s: 600}
-";
-
 fn zones() -> tempfile::TempDir {
-    zone_dir(&[("state.yaml", ZONE)])
+    let zone = zone("state.test.")
+        .with("clusters: {initial_v4: 24}")
+        .with("measurements: {max_age_s: 600}");
+    zone_dir(&[("state.yaml", &zone.to_string())])
 }
 
 fn start(zones: &Path, state: &Path) -> Server {

@@ -2,7 +2,7 @@
 //! over WebDriver (chromedriver on a loopback port, through fantoccini),
 //! against the real server fed through DNS and the API.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs
 //! them). With `MIRRORDNS_SCREENSHOTS=DIR` the tests also save the
 //! screenshots of docs/ there.
 
@@ -67,13 +67,13 @@ impl Trap {
 impl Browser {
     fn start() -> Browser {
         let port = free_port();
-        let driver = Command::new(chromedriver())
+        let driver = Command::new(program("chromedriver", "chromium-driver"))
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver runs (Debian: apt-get install chromium chromium-driver)");
+            .expect("chromedriver runs");
         let driver_url = format!("http://127.0.0.1:{port}");
         assert!(
             eventually(Duration::from_secs(20), || TcpStream::connect((
@@ -109,7 +109,7 @@ impl Browser {
         ];
         let capabilities = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {"args": args},
+            "goog:chromeOptions": {"args": args, "binary": program("chromium", "chromium")},
             "goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"},
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
@@ -182,6 +182,15 @@ impl Browser {
         self.runtime.block_on(element.send_keys(keys)).unwrap();
     }
 
+    /// Waits for the page's next successful poll of the API: it stamps the
+    /// body's `data-updated` after each.
+    fn wait_for_poll(&self) {
+        let stamp = || self.js("return document.body.dataset.updated || null;");
+        let before = stamp();
+        let polled = eventually(Duration::from_secs(10), || stamp() != before);
+        assert!(polled, "the page did not poll the API again");
+    }
+
     /// Waits until `text(css)` satisfies `check`; panics with what it last saw.
     fn wait_text(&self, css: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
         let mut last = None;
@@ -249,19 +258,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn chromedriver() -> PathBuf {
-    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("chromedriver"))
-}
-
-fn measure(s: &Server, items: Value) {
-    let (status, body) = s.post_json("/v1/measurements", &json!({ "measurements": items }), &[]);
-    assert_eq!(status, 200, "{body}");
 }
 
 fn only_loopback(urls: &[String], api: &str) {
@@ -427,7 +423,7 @@ fn the_page_shows_what_was_learned_follows_a_switch_and_drains_with_its_buttons(
         false
     );
     browser.wait_text(drained_cell, Duration::from_secs(5), |t| t == "in service");
-    std::thread::sleep(Duration::from_millis(2500));
+    browser.wait_for_poll();
     assert!(
         browser
             .text("#error")
@@ -440,23 +436,11 @@ fn the_page_shows_what_was_learned_follows_a_switch_and_drains_with_its_buttons(
     );
 }
 
-/// A zone whose clusters start at /24, so that every measured /24 is one.
-const FLAT: &str = "origin: flat.test.
-soa: {mname: ns1, rname: hostmaster, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: 60}
-records:
-  '': {type: NS, value: ns1}
-  ns1: {type: A, value: 127.0.0.1}
-services:
-  www:
-    clusters: {initial_v4: 24}
-    mirrors:
-      - {name: fra, ipv4: [192.0.2.1]}
-      - {name: nyc, ipv4: [192.0.2.2]}
-";
-
 #[test]
 fn five_thousand_clusters_render_sort_and_filter_within_two_seconds() {
-    let zones = zone_dir(&[("flat.yaml", FLAT)]);
+    // Clusters start at /24, so that every measured /24 is one.
+    let flat = zone("flat.test.").with("clusters: {initial_v4: 24}");
+    let zones = zone_dir(&[("flat.yaml", &flat.to_string())]);
     let s = Server::start(zones.path());
     for batch in 0..10u32 {
         let items: Vec<Value> = (batch * 500..(batch + 1) * 500)

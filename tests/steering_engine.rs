@@ -1,6 +1,8 @@
 //! The steering engine through its library interface: the rules of SPEC
 //! section 2 as properties that must hold for any measurements.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,22 +16,17 @@ const MIRRORS: [&str; 4] = ["ams", "fra", "nyc", "sin"];
 const NOW: u64 = 1_800_000_000;
 
 fn zone(margin_ms: f64, margin_pct: f64) -> String {
-    format!(
-        "origin: t.test.
-soa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}
-records:
-  '': {{type: NS, value: ns1}}
-  ns1: {{type: A, value: 127.0.0.1}}
-services:
-  www:
-    mirrors:
-      - {{name: ams, ipv4: [192.0.2.1], ipv6: ['2001:db8::1']}}
-      - {{name: fra, ipv4: [192.0.2.2], ipv6: ['2001:db8::2']}}
-      - {{name: nyc, ipv4: [192.0.2.3]}}
-      - {{name: sin, ipv4: [192.0.2.4], ipv6: ['2001:db8::4']}}
-    switch_margin: {{ms: {margin_ms}, percent: {margin_pct}}}
-"
-    )
+    common::zone("t.test.")
+        .mirrors(&[
+            "{name: ams, ipv4: [192.0.2.1], ipv6: ['2001:db8::1']}",
+            "{name: fra, ipv4: [192.0.2.2], ipv6: ['2001:db8::2']}",
+            "{name: nyc, ipv4: [192.0.2.3]}",
+            "{name: sin, ipv4: [192.0.2.4], ipv6: ['2001:db8::4']}",
+        ])
+        .with(&format!(
+            "switch_margin: {{ms: {margin_ms}, percent: {margin_pct}}}"
+        ))
+        .to_string()
 }
 
 fn engine(margin_ms: f64, margin_pct: f64) -> (Engine, ServiceHandle) {

@@ -6,9 +6,9 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, serve_command, zone_dir};
+use common::{Server, eventually_some, serve_command, zone_dir};
 
 const HEAD: &str = "origin: example.test.
 soa: {mname: ns1, rname: hostmaster, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: 60}
@@ -225,18 +225,15 @@ fn problems(stderr: &str, file: &Path) -> Vec<String> {
 fn serve_exit(zones: &Path) -> Option<(i32, String)> {
     let state = tempfile::tempdir().unwrap();
     let mut child = serve_command(zones, state.path(), &[]).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut logs = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
-            return Some((status.code().unwrap_or(-1), logs));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    let Some(status) = eventually_some(Duration::from_secs(20), || child.try_wait().unwrap())
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    };
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    Some((status.code().unwrap_or(-1), logs))
 }
 
 const LOOPS: &str = "  c1: {type: CNAME, value: c2}

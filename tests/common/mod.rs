@@ -87,10 +87,9 @@ impl Server {
 
     /// Waits until a log line contains `text` and returns it.
     pub fn wait_for_log(&mut self, text: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let found = eventually_some(timeout, || {
             if let Some(line) = self.logs.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
+                return Some(line.clone());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -98,13 +97,9 @@ impl Server {
                     self.logs()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {text:?}:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            None
+        });
+        found.unwrap_or_else(|| panic!("no log line with {text:?}:\n{}", self.logs()))
     }
 
     pub fn logs(&self) -> String {
@@ -114,15 +109,8 @@ impl Server {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) {
         self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.is_running() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop on SIGTERM:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let stopped = eventually(Duration::from_secs(30), || !self.is_running());
+        assert!(stopped, "server did not stop on SIGTERM:\n{}", self.logs());
     }
 
     pub fn signal(&self, signal: &str) {
@@ -330,6 +318,64 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A zone for tests at `origin` (such as "agent.test."): SOA, NS, `ns1` and
+/// one service, `www`, served by `fra` (192.0.2.1) and `nyc` (192.0.2.2).
+/// Its methods change the service; `to_string()` gives the YAML.
+pub fn zone(origin: &str) -> TestZone {
+    TestZone {
+        origin: origin.to_string(),
+        mirrors: vec![
+            "{name: fra, ipv4: [192.0.2.1]}".to_string(),
+            "{name: nyc, ipv4: [192.0.2.2]}".to_string(),
+        ],
+        settings: Vec::new(),
+    }
+}
+
+pub struct TestZone {
+    origin: String,
+    mirrors: Vec<String>,
+    settings: Vec<String>,
+}
+
+impl TestZone {
+    /// `www` served by these mirrors instead, each a YAML flow mapping such
+    /// as `{name: sin, ipv4: [192.0.2.3]}`.
+    pub fn mirrors(mut self, mirrors: &[&str]) -> TestZone {
+        self.mirrors = mirrors.iter().map(|m| m.to_string()).collect();
+        self
+    }
+
+    /// One more setting of `www`, a line of YAML such as `ttl: 30`.
+    pub fn with(mut self, setting: &str) -> TestZone {
+        self.settings.push(setting.to_string());
+        self
+    }
+}
+
+impl std::fmt::Display for TestZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "origin: {}", self.origin)?;
+        writeln!(
+            f,
+            "soa: {{mname: ns1, rname: h, serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 1}}"
+        )?;
+        writeln!(f, "records:")?;
+        writeln!(f, "  '': {{type: NS, value: ns1}}")?;
+        writeln!(f, "  ns1: {{type: A, value: 127.0.0.1}}")?;
+        writeln!(f, "services:")?;
+        writeln!(f, "  www:")?;
+        for setting in &self.settings {
+            writeln!(f, "    {setting}")?;
+        }
+        writeln!(f, "    mirrors:")?;
+        for mirror in &self.mirrors {
+            writeln!(f, "      - {mirror}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes `text` as a zone file in a fresh directory and returns both.
 pub fn zone_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -337,6 +383,13 @@ pub fn zone_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     dir
+}
+
+/// Posts `items` as one measurement batch; the server must take it.
+pub fn measure(s: &Server, items: serde_json::Value) {
+    let batch = serde_json::json!({ "measurements": items });
+    let (status, body) = s.post_json("/v1/measurements", &batch, &[]);
+    assert_eq!(status, 200, "{body}");
 }
 
 /// Samples of `/metrics`, parsed as Prometheus text: (name, labels, value).
@@ -387,15 +440,25 @@ pub fn metric(
 
 /// Polls `condition` until it holds or `timeout` passes; whether it held.
 pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    eventually_some(timeout, || condition().then_some(())).is_some()
+}
+
+/// Polls `probe` until it gives a value or `timeout` passes; the value, or
+/// `None` when time ran out. Polls often at first, for what is nearly there,
+/// then every 100 ms, so that a long wait does not load the server it
+/// watches (a poll is often a query).
+pub fn eventually_some<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
     loop {
-        if condition() {
-            return true;
+        if let Some(value) = probe() {
+            return Some(value);
         }
         if Instant::now() >= deadline {
-            return false;
+            return None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
@@ -413,18 +476,31 @@ impl Drop for Knot {
     }
 }
 
-/// Where Debian's `knot` package puts `knotd`, if it is installed.
-pub fn knotd() -> Option<&'static str> {
-    ["/usr/sbin/knotd", "/usr/bin/knotd", "/usr/local/sbin/knotd"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+/// The path of `program`, which Debian's `package` installs; a test that
+/// needs a missing program fails here, naming the package, rather than
+/// passing without having run. Daemons live in `sbin`, which a user's PATH
+/// may lack, and Debian keeps chromedriver beside Chromium.
+pub fn program(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/lib/chromium"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is missing: install Debian's {package} (scripts/test does)")
+        })
+}
+
+/// Knot DNS's server, from Debian's `knot`.
+pub fn knotd() -> PathBuf {
+    program("knotd", "knot")
 }
 
 impl Knot {
     /// Starts `knotd` serving `zone_file` as `origin`, with `server_extra`
     /// (lines such as `    nsid: x\n`) in its `server:` section; returns
     /// once it answers the origin's SOA.
-    pub fn start(knotd: &str, zone_file: &Path, origin: &str, server_extra: &str) -> Knot {
+    pub fn start(zone_file: &Path, origin: &str, server_extra: &str) -> Knot {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::copy(zone_file, dir.path().join("zone")).unwrap();
@@ -438,7 +514,7 @@ impl Knot {
         );
         let conf = dir.path().join("knot.conf");
         std::fs::write(&conf, config).unwrap();
-        let child = Command::new(knotd)
+        let child = Command::new(knotd())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
