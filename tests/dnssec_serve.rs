@@ -103,19 +103,6 @@ fn dnskey(s: &Server) -> String {
     }
 }
 
-fn require(program: &str, package: &str) {
-    let found = Command::new(program)
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "{program} is not installed: apt-get install {package} (scripts/test installs it)"
-    );
-}
-
 /// `delv` asking the server on `dns` for `qname qtype`, with `anchor` (a
 /// DNSKEY's RDATA) as the trust anchor of example.test.: stdout and stderr.
 fn delv(dir: &Path, dns: std::net::SocketAddr, anchor: &str, qname: &str, qtype: &str) -> String {
@@ -145,7 +132,7 @@ fn delv(dir: &Path, dns: std::net::SocketAddr, anchor: &str, qname: &str, qtype:
 
 #[test]
 fn delv_validates_every_kind_of_answer() {
-    require("delv", "bind9-dnsutils");
+    program("delv", "bind9-dnsutils");
     for algorithm in ALGORITHMS {
         let dir = signed_zone_dir(algorithm);
         let s = Server::start(dir.path());
@@ -273,7 +260,7 @@ fn answers_without_do_are_unchanged_byte_for_byte() {
 
 #[test]
 fn a_restart_keeps_the_key_and_instances_with_one_key_file_agree() {
-    require("delv", "bind9-dnsutils");
+    program("delv", "bind9-dnsutils");
     // No key file: the key is made in the state directory, and kept.
     let zones = zone_dir(&[("example.test.yaml", &zone_text(Some("{}")))]);
     let state = tempfile::tempdir().unwrap();
@@ -418,8 +405,8 @@ impl Drop for Unbound {
 
 #[test]
 fn unbound_validates_steered_answers_for_two_subnets() {
-    require("unbound", "unbound");
-    require("dig", "bind9-dnsutils");
+    program("unbound", "unbound");
+    program("dig", "bind9-dnsutils");
     for algorithm in ALGORITHMS {
         let dir = signed_zone_dir(algorithm);
         let s = Server::start(dir.path());

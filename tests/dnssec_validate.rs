@@ -5,8 +5,9 @@
 //! The answers come from a small fixed responder in this file, not from the
 //! server's answer path (`tests/dnssec_serve.rs` checks that): this checks
 //! the building blocks alone, the signatures, the NSEC records with NXNAME
-//! and the apex key records, as a validator reads them. Skipped where `delv` is missing
-//! (`apt-get install bind9-dnsutils`).
+//! and the apex key records, as a validator reads them.
+
+mod common;
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -235,16 +236,9 @@ fn delv(dir: &Path, port: u16, anchor: &str, qname: &str, qtype: &str) -> String
     )
 }
 
-fn delv_installed() -> bool {
-    Command::new("delv").arg("-v").output().is_ok()
-}
-
 #[test]
 fn delv_validates_signed_answers_and_compact_denials() {
-    if !delv_installed() {
-        eprintln!("delv not installed (bind9-dnsutils): skipped");
-        return;
-    }
+    common::program("delv", "bind9-dnsutils");
     let dir = tempfile::tempdir().unwrap();
     for algorithm in KeyAlgorithm::ALL {
         let zone = Arc::new(Zone::new(algorithm));
