@@ -28,19 +28,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use ipnet::IpNet;
-
 use super::cookie::RESPONSE_COOKIE_LEN;
-use super::edns::{self, FLAG_DO, OPTION_COOKIE, OPTION_ECS, RequestCookie, RequestOptions};
+use super::edns::{OPTION_COOKIE, OPTION_ECS};
 use super::signed::Freshness;
+use super::wire::{HEADER_LEN, OPT_FIXED_LEN, Query};
 use crate::zone::Family;
 
-const HEADER_LEN: usize = 12;
-const MAX_NAME_LEN: usize = 255;
-const TYPE_OPT: u16 = 41;
-const CLASS_IN: u16 = 1;
-/// An OPT record without options: owner, TYPE, CLASS, TTL, RDLENGTH.
-const OPT_FIXED_LEN: usize = 11;
 /// Our COOKIE option: code, length, client and server cookie.
 const COOKIE_OPTION_LEN: usize = 4 + RESPONSE_COOKIE_LEN;
 /// Names (with their type) and template bytes kept per thread; past either
@@ -65,162 +58,17 @@ enum Shape {
     },
 }
 
-/// The request's OPT record, as far as the response depends on it.
-#[derive(Clone, Copy)]
-struct QueryEdns {
-    payload: u16,
-    dnssec_ok: bool,
-    options: RequestOptions,
-}
-
-/// A query of the common shape, read without decoding it into records.
-pub struct Query<'a> {
-    raw: &'a [u8],
-    /// Where the question's name ends (it starts at the header's end).
-    name_end: usize,
-    /// The name in lowercase wire form, then the query type: the cache key.
-    key: [u8; MAX_NAME_LEN + 2],
-    key_len: usize,
-    qtype: u16,
-    edns: Option<QueryEdns>,
-}
-
-impl<'a> Query<'a> {
-    /// `None` for anything but one question of class IN with no records but
-    /// an optional OPT (version 0, well-formed options), no name
-    /// compression, nothing after it; and for the types answered specially
-    /// (zone transfers, OPT).
-    pub fn parse(raw: &'a [u8]) -> Option<Query<'a>> {
-        let flags = raw.get(2)?;
-        let is_query = flags & 0x80 == 0;
-        let opcode_query = (flags >> 3) & 0x0f == 0;
-        let counts = raw.get(4..12)?;
-        let additional = match counts {
-            [0, 1, 0, 0, 0, 0, 0, n @ (0 | 1)] => *n,
-            _ => return None,
-        };
-        if !is_query || !opcode_query {
-            return None;
-        }
-        let name_len = name_len(&raw[HEADER_LEN..])?;
-        let name_end = HEADER_LEN + name_len;
-        let mut key = [0u8; MAX_NAME_LEN + 2];
-        let name = &mut key[..name_len];
-        name.copy_from_slice(&raw[HEADER_LEN..name_end]);
-        // Length octets are below 64, so lowercasing leaves them alone.
-        name.make_ascii_lowercase();
-        let qtype = read_u16(raw, name_end)?;
-        if read_u16(raw, name_end + 2)? != CLASS_IN || matches!(qtype, TYPE_OPT | 251 | 252) {
-            return None;
-        }
-        let at = name_end + 4;
-        key[name_len..name_len + 2].copy_from_slice(&qtype.to_be_bytes());
-        let mut query = Query {
-            raw,
-            name_end,
-            key,
-            key_len: name_len + 2,
-            qtype,
-            edns: None,
-        };
-        if additional == 1 {
-            query.edns = Some(read_opt(raw, at)?);
-        } else if at != raw.len() {
-            return None;
-        }
-        Some(query)
+/// The shape of a query's response.
+fn shape(query: &Query) -> Shape {
+    match query.edns() {
+        None => Shape::NoEdns,
+        Some(e) => Shape::Edns {
+            dnssec_ok: e.opt.dnssec_ok,
+            cookie: e.options.cookie.is_some(),
+            nsid: e.options.nsid,
+            ecs: e.options.ecs.map(|ecs| (ecs.family, ecs.source)),
+        },
     }
-
-    pub fn qtype(&self) -> u16 {
-        self.qtype
-    }
-
-    /// The name in lowercase wire form.
-    pub fn lower_name(&self) -> &[u8] {
-        &self.key[..self.key_len - 2]
-    }
-
-    fn shape(&self) -> Shape {
-        match self.edns {
-            None => Shape::NoEdns,
-            Some(e) => Shape::Edns {
-                dnssec_ok: e.dnssec_ok,
-                cookie: e.options.cookie.is_some(),
-                nsid: e.options.nsid,
-                ecs: e.options.ecs.map(|ecs| (ecs.family, ecs.source)),
-            },
-        }
-    }
-
-    /// The ECS client, if the query names one.
-    pub fn ecs_client(&self) -> Option<IpNet> {
-        self.edns
-            .and_then(|e| e.options.ecs)
-            .and_then(|ecs| ecs.client())
-    }
-
-    /// The query's COOKIE option, if it has one.
-    pub fn cookie(&self) -> Option<RequestCookie> {
-        self.edns.and_then(|e| e.options.cookie)
-    }
-
-    /// The UDP payload size the query's OPT record offers, if it has one.
-    pub fn edns_payload(&self) -> Option<u16> {
-        self.edns.map(|e| e.payload)
-    }
-
-    fn question_end(&self) -> usize {
-        self.name_end + 4
-    }
-}
-
-/// The length of the uncompressed name `wire` starts with, root label
-/// included; `None` past 255 bytes, for a compression pointer, or when the
-/// name runs off the end.
-fn name_len(wire: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    loop {
-        let label = usize::from(*wire.get(at)?);
-        if label > 63 {
-            return None;
-        }
-        at += 1 + label;
-        if at > MAX_NAME_LEN {
-            return None;
-        }
-        if label == 0 {
-            return Some(at);
-        }
-    }
-}
-
-fn read_u16(raw: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*raw.get(at)?, *raw.get(at + 1)?]))
-}
-
-/// The OPT record at `at`, which must end the message: its UDP payload
-/// size, DO bit and options (read as the full path reads them: any it
-/// would answer with FORMERR leave the query to it).
-fn read_opt(raw: &[u8], at: usize) -> Option<QueryEdns> {
-    let fixed = raw.get(at..at + OPT_FIXED_LEN)?;
-    let owner_is_root = fixed[0] == 0;
-    let is_opt = fixed[1..3] == TYPE_OPT.to_be_bytes();
-    let version = fixed[6];
-    if !owner_is_root || !is_opt || version != 0 {
-        return None;
-    }
-    let payload = u16::from_be_bytes([fixed[3], fixed[4]]);
-    let flags = u16::from_be_bytes([fixed[7], fixed[8]]);
-    let rdlength = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
-    let rdata = raw.get(at + OPT_FIXED_LEN..)?;
-    if rdata.len() != rdlength {
-        return None;
-    }
-    Some(QueryEdns {
-        payload,
-        dnssec_ok: flags & FLAG_DO != 0,
-        options: edns::read_options(rdata).ok()?,
-    })
 }
 
 /// How the answer for a name and type comes about, for one catalog.
@@ -335,9 +183,9 @@ pub fn answer<D>(
     extras: Extras,
     out: &mut Vec<u8>,
 ) -> Found<D> {
-    let shape = query.shape();
+    let shape = shape(query);
     with_cache(generation, |cache| {
-        let Some(entry) = cache.names.get(&query.key[..query.key_len]) else {
+        let Some(entry) = cache.names.get(query.key()) else {
             return Found::Unknown;
         };
         let (mirror, scope, decided) = decide(entry.route);
@@ -359,35 +207,23 @@ pub fn answer<D>(
 fn patch(template: &[u8], query: &Query, scope: u8, extras: Extras, bytes: &mut Vec<u8>) {
     bytes.clear();
     bytes.extend_from_slice(template);
-    bytes[..2].copy_from_slice(&query.raw[..2]);
+    bytes[..2].copy_from_slice(&query.raw()[..2]);
     const RD: u8 = 0x01;
     const CD: u8 = 0x10;
-    bytes[2] = (bytes[2] & !RD) | (query.raw[2] & RD);
-    bytes[3] = (bytes[3] & !CD) | (query.raw[3] & CD);
+    bytes[2] = (bytes[2] & !RD) | (query.raw()[2] & RD);
+    bytes[3] = (bytes[3] & !CD) | (query.raw()[3] & CD);
     let question = HEADER_LEN..query.question_end();
-    bytes[question.clone()].copy_from_slice(&query.raw[question]);
+    bytes[question.clone()].copy_from_slice(&query.raw()[question]);
     if let Some(cookie) = extras.cookie {
-        let at = bytes.len() - opt_len(query.shape(), extras.nsid_option_len) + OPT_FIXED_LEN + 4;
+        let at = bytes.len() - opt_len(shape(query), extras.nsid_option_len) + OPT_FIXED_LEN + 4;
         bytes[at..at + RESPONSE_COOKIE_LEN].copy_from_slice(cookie);
     }
-    if let Some(ecs) = query.edns.and_then(|e| e.options.ecs) {
+    if let Some(ecs) = query.edns().and_then(|e| e.options.ecs) {
         let addr_len = ecs.addr_len();
         let addr_at = bytes.len() - addr_len;
         bytes[addr_at..].copy_from_slice(&ecs.addr[..addr_len]);
         bytes[addr_at - 1] = if ecs.source == 0 { 0 } else { scope };
     }
-}
-
-/// Cuts `response` to what the rate limiter's slip sends: header and
-/// question, OPT kept, TC set, nothing else.
-pub fn truncate(response: &mut Vec<u8>, query: &Query, nsid_option_len: usize) {
-    let opt_len = opt_len(query.shape(), nsid_option_len);
-    let question_end = query.question_end();
-    let opt_at = response.len() - opt_len;
-    response.copy_within(opt_at.., question_end);
-    response.truncate(question_end + opt_len);
-    response[2] |= 0x02;
-    response[6..12].copy_from_slice(&[0, 0, 0, 0, 0, u8::from(opt_len > 0)]);
 }
 
 /// The length of our OPT record for a query of `shape` (0: none): the
@@ -426,12 +262,12 @@ pub fn remember(
         }
         let entry = cache
             .names
-            .entry(query.key[..query.key_len].into())
+            .entry(query.key().into())
             .or_insert_with(|| NameEntry {
                 route: answered.route,
                 templates: Vec::new(),
             });
-        let shape = query.shape();
+        let shape = shape(query);
         let template = Template {
             mirror: answered.mirror,
             shape,
@@ -461,9 +297,9 @@ pub fn remember(
 
 fn has_patchable_layout(query: &Query, response: &[u8], nsid_option_len: usize) -> bool {
     let question = HEADER_LEN..query.question_end();
-    let shape = query.shape();
+    let shape = shape(query);
     let opt_len = opt_len(shape, nsid_option_len);
-    let same_question = response.get(question.clone()) == query.raw.get(question);
+    let same_question = response.get(question.clone()) == query.raw().get(question);
     let counts = response.get(4..6) == Some(&[0, 1]);
     let truncated = response.get(2).is_none_or(|f| f & 0x02 != 0);
     if !same_question || !counts || truncated || response.len() < query.question_end() + opt_len {
@@ -491,45 +327,13 @@ fn has_patchable_layout(query: &Query, response: &[u8], nsid_option_len: usize) 
 mod tests {
     use super::*;
 
-    fn query(ecs_rdata: Option<&[u8]>) -> Vec<u8> {
-        let mut raw = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0];
-        raw.push(u8::from(ecs_rdata.is_some()));
+    fn query_with_options(options: &[u8]) -> Vec<u8> {
+        let mut raw = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
         raw.extend_from_slice(&[3, b'W', b'w', b'W', 1, b't', 0, 0, 1, 0, 1]);
-        if let Some(rdata) = ecs_rdata {
-            raw.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
-            raw.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-            raw.extend_from_slice(rdata);
-        }
+        raw.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
+        raw.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        raw.extend_from_slice(options);
         raw
-    }
-
-    #[test]
-    fn reads_the_name_lowercased_with_its_type_as_the_key() {
-        let raw = query(None);
-        let q = Query::parse(&raw).unwrap();
-        assert_eq!(q.lower_name(), b"\x03www\x01t\x00");
-        assert_eq!(q.qtype(), 1);
-        assert_eq!(q.shape(), Shape::NoEdns);
-        assert_eq!(q.edns_payload(), None);
-    }
-
-    #[test]
-    fn reads_an_ecs_option_and_refuses_malformed_ones() {
-        let good = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
-        let raw = query(Some(&good));
-        let q = Query::parse(&raw).unwrap();
-        assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
-        assert_eq!(q.edns_payload(), Some(1232));
-        for bad in [
-            &[0, 8, 0, 8, 0, 1, 24, 0, 198, 51, 100, 0][..], // an address byte too many
-            &[0, 8, 0, 7, 0, 1, 23, 0, 198, 51, 101],        // a bit beyond the prefix
-            &[0, 8, 0, 7, 0, 3, 24, 0, 198, 51, 100],        // no such family
-            &[0, 8, 0, 8, 0, 1, 24, 0, 198, 51, 100],        // longer than its option
-            &[0, 10, 0, 5, 1, 2, 3, 4, 5],                   // a cookie too short
-            &[0, 8, 0, 4, 0, 1, 0, 0, 0, 8, 0, 4, 0, 1, 0, 0], // ECS twice
-        ] {
-            assert!(Query::parse(&query(Some(bad))).is_none(), "{bad:?}");
-        }
     }
 
     #[test]
@@ -537,49 +341,26 @@ mod tests {
         let options = [
             0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, // a client cookie
             0, 3, 0, 0, // NSID asked for
-            0, 12, 0, 2, 0, 0, // padding, skipped
             0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100,
         ];
-        let mut raw = query(Some(&options));
-        let q = Query::parse(&raw).unwrap();
-        assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
-        assert_eq!(q.cookie().unwrap().client, [1, 2, 3, 4, 5, 6, 7, 8]);
-        let shape = Shape::Edns {
+        let mut raw = query_with_options(&options);
+        let expected = Shape::Edns {
             dnssec_ok: false,
             cookie: true,
             nsid: true,
             ecs: Some((1, 24)),
         };
-        assert_eq!(q.shape(), shape);
-        assert_eq!(opt_len(shape, 4 + 5), 11 + 28 + 9 + 11);
-        assert_eq!(opt_len(shape, 0), 11 + 28 + 11);
+        assert_eq!(shape(&Query::parse(&raw).unwrap()), expected);
+        assert_eq!(opt_len(expected, 4 + 5), 11 + 28 + 9 + 11);
+        assert_eq!(opt_len(expected, 0), 11 + 28 + 11);
         let do_at = raw.len() - options.len() - 4;
         raw[do_at] = 0x80;
-        let q = Query::parse(&raw).unwrap();
         assert!(matches!(
-            q.shape(),
+            shape(&Query::parse(&raw).unwrap()),
             Shape::Edns {
                 dnssec_ok: true,
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn anything_but_the_common_shape_goes_the_full_way() {
-        let mut compressed = query(None);
-        compressed[12] = 0xc0;
-        let mut two_questions = query(None);
-        two_questions[5] = 2;
-        let mut response = query(None);
-        response[2] |= 0x80;
-        let mut trailing = query(None);
-        trailing.push(0);
-        let mut version_1 = query(Some(&[]));
-        let at = version_1.len() - 5;
-        version_1[at] = 1;
-        for raw in [compressed, two_questions, response, trailing, version_1] {
-            assert!(Query::parse(&raw).is_none());
-        }
     }
 }

@@ -4,6 +4,7 @@
 //! and DO bit, the ECS echo, cookies, NSID, extended errors, TSIG refusal,
 //! and truncation.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +20,11 @@ use ipnet::IpNet;
 use super::cookie::{self, CookieSecret, ResponseCookie};
 use super::edns::{self, Ecs, OPTION_COOKIE, OPTION_ECS, OPTION_EDE, OPTION_NSID};
 use super::lookup::Answer;
-use super::request::{Opt, Request};
+use super::request::Request;
 use super::rrl::{Rrl, RrlConfig, Verdict};
 use super::signed::{self, Freshness};
-use super::{Catalog, fast};
+use super::wire::Opt;
+use super::{Catalog, fast, wire};
 use crate::dnssec::SignError;
 use crate::steering::Decision;
 use tracing::warn;
@@ -226,7 +228,7 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
-        let query = fast::Query::parse(request);
+        let query = wire::Query::parse(request);
         let mut decided = None;
         if let Some(q) = &query {
             match self.answer_from_template(catalog, q, source, transport, out) {
@@ -250,7 +252,7 @@ impl Handler {
     fn answer_from_template(
         &self,
         catalog: &Catalog,
-        query: &fast::Query,
+        query: &wire::Query,
         source: IpAddr,
         transport: Transport,
         out: &mut Vec<u8>,
@@ -282,23 +284,39 @@ impl Handler {
             fast::Found::Missing(Some(decision)) => return Templated::Decided(decision),
             fast::Found::Missing(None) | fast::Found::Unknown => return Templated::Unknown,
         }
-        let qtype = RecordType::from(query.qtype());
-        let rcode = ResponseCode::from(0, out[3] & 0x0f);
-        self.stats.record(Some(qtype), rcode);
-        let verdict = match transport {
-            Transport::Udp if !cookie.is_some_and(|c| c.valid) => {
-                self.rrl.check(source, query.lower_name(), qtype, rcode)
-            }
-            _ => Verdict::Send,
+        let sent = Sent {
+            qtype: Some(RecordType::from(query.qtype())),
+            rcode: ResponseCode::from(0, out[3] & 0x0f),
+            source,
+            rate_limited: transport == Transport::Udp && !cookie.is_some_and(|c| c.valid),
         };
-        Templated::Done(match verdict {
-            Verdict::Send => true,
-            Verdict::Drop => false,
-            Verdict::Truncate => {
-                fast::truncate(out, query, self.nsid_option_len());
-                true
-            }
-        })
+        let verdict = self.count_and_limit(sent, || Some(query.lower_name().into()), out);
+        Templated::Done(verdict != Verdict::Drop)
+    }
+
+    /// The one step every response takes on either path: it is counted,
+    /// then rate limiting (UDP, without a valid server cookie) sends it,
+    /// drops it, or slips it truncated (header, question and OPT, TC set)
+    /// so that a real client retries over TCP. `lower_name` is the query
+    /// name in lowercase wire form, asked for only when limiting applies.
+    fn count_and_limit<'q>(
+        &self,
+        sent: Sent,
+        lower_name: impl FnOnce() -> Option<Cow<'q, [u8]>>,
+        response: &mut Vec<u8>,
+    ) -> Verdict {
+        self.stats.record(sent.qtype, sent.rcode);
+        if !sent.rate_limited || !self.rrl.limits(sent.source) {
+            return Verdict::Send;
+        }
+        let (Some(qtype), Some(name)) = (sent.qtype, lower_name()) else {
+            return Verdict::Send;
+        };
+        let verdict = self.rrl.check(sent.source, &name, qtype, sent.rcode);
+        if verdict == Verdict::Truncate {
+            wire::truncate(response);
+        }
+        verdict
     }
 
     /// Reads the request, answers from the catalog, encodes with hickory;
@@ -307,7 +325,7 @@ impl Handler {
         &self,
         catalog: &Catalog,
         raw: &[u8],
-        query: Option<&fast::Query>,
+        query: Option<&wire::Query>,
         decided: Option<Decision>,
         source: IpAddr,
         transport: Transport,
@@ -320,36 +338,21 @@ impl Handler {
             cookie_valid,
         } = self.respond(catalog, &request, source, transport, decided);
         let question = request.question.as_ref();
-        self.stats.record(
-            question.map(Query::query_type),
-            response.metadata.response_code,
-        );
-        let mut verdict = Verdict::Send;
-        if transport == Transport::Udp
-            && !cookie_valid
-            && self.rrl.limits(source)
-            && let Some(q) = question
-        {
-            let name = q.name().to_lowercase().to_bytes().unwrap_or_default();
-            verdict = self.rrl.check(
-                source,
-                &name,
-                q.query_type(),
-                response.metadata.response_code,
-            );
-            match verdict {
-                Verdict::Send => {}
-                Verdict::Drop => return None,
-                Verdict::Truncate => {
-                    // The slip: nothing but TC, so a real client retries over TCP.
-                    response.answers.clear();
-                    response.authorities.clear();
-                    response.additionals.clear();
-                    response.metadata.truncation = true;
-                }
-            }
+        let sent = Sent {
+            qtype: question.map(Query::query_type),
+            rcode: response.metadata.response_code,
+            source,
+            rate_limited: transport == Transport::Udp && !cookie_valid,
+        };
+        let mut bytes = encode_within(&mut response, limit);
+        let lower_name = || {
+            let name = question?.name().to_lowercase().to_bytes().ok()?;
+            Some(Cow::Owned(name))
+        };
+        let verdict = self.count_and_limit(sent, lower_name, &mut bytes);
+        if verdict == Verdict::Drop {
+            return None;
         }
-        let bytes = encode_within(response, limit);
         if verdict == Verdict::Send
             && let (Some(q), Some(answered)) = (query, answered)
         {
@@ -487,6 +490,16 @@ impl Handler {
         }
         responded
     }
+}
+
+/// What counting and rate limiting need to know of a response.
+#[derive(Clone, Copy)]
+struct Sent {
+    qtype: Option<RecordType>,
+    rcode: ResponseCode,
+    source: IpAddr,
+    /// UDP without a valid server cookie: rate limiting may apply.
+    rate_limited: bool,
 }
 
 /// A response before encoding, the size it must fit in, how it came about
@@ -653,19 +666,17 @@ fn response_limit(transport: Transport, edns_payload: Option<u16>) -> usize {
 }
 
 /// Encodes `response`; when it does not fit in `limit` bytes, sends the
-/// header, question and OPT with TC set instead, so the client retries over TCP.
-fn encode_within(mut response: Message, limit: usize) -> Vec<u8> {
-    if let Ok(bytes) = response.to_vec()
-        && bytes.len() <= limit
-    {
-        return bytes;
-    }
-    response.answers.clear();
-    response.authorities.clear();
-    response.additionals.clear();
-    response.metadata.truncation = true;
+/// header, question and OPT with TC set instead ([`wire::truncate`]), so
+/// the client retries over TCP. A response that cannot be encoded at all
+/// is a SERVFAIL.
+fn encode_within(response: &mut Message, limit: usize) -> Vec<u8> {
     match response.to_vec() {
-        Ok(bytes) => bytes,
+        Ok(mut bytes) => {
+            if bytes.len() > limit {
+                wire::truncate(&mut bytes);
+            }
+            bytes
+        }
         Err(_) => encode_bare(response.metadata.id, response.metadata.op_code),
     }
 }

@@ -26,6 +26,7 @@ mod lookup;
 mod request;
 mod rrl;
 mod signed;
+mod wire;
 
 pub use cookie::CookieSecret;
 pub use handler::{Handler, MAX_NSID_LEN, Options, Transport};

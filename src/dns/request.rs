@@ -10,16 +10,7 @@ use hickory_proto::rr::rdata::TSIG;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::edns::FLAG_DO;
-
-/// The OPT record of a request (the first one, if it has several).
-#[derive(Clone, Copy, Debug)]
-pub struct Opt<'a> {
-    pub payload: u16,
-    pub version: u8,
-    pub dnssec_ok: bool,
-    pub rdata: &'a [u8],
-}
+use super::wire::Opt;
 
 /// A TSIG record that closes the request's additional section.
 #[derive(Debug)]
@@ -51,6 +42,7 @@ pub struct Request<'a> {
     pub header: Header,
     /// The question, when the request has exactly one and it reads.
     pub question: Option<Query>,
+    /// The first OPT record, if it has several.
     pub opt: Option<Opt<'a>>,
     pub tsig: Option<Tsig>,
     pub malformed: Option<Malformed>,
@@ -99,12 +91,7 @@ impl<'a> Request<'a> {
                 RecordType::OPT if !in_additional => Some(Malformed::OptOutsideAdditional),
                 RecordType::OPT if self.opt.is_some() => Some(Malformed::TwoOpts),
                 RecordType::OPT => {
-                    self.opt = Some(Opt {
-                        payload: record.class,
-                        version: (record.ttl >> 16) as u8,
-                        dnssec_ok: record.ttl as u16 & FLAG_DO != 0,
-                        rdata: record.rdata,
-                    });
+                    self.opt = Some(Opt::new(record.class, record.ttl, record.rdata));
                     (!record.root_owner).then_some(Malformed::OptOwnerNotRoot)
                 }
                 RecordType::TSIG if !in_additional || i + 1 != total => {
