@@ -38,6 +38,7 @@ pub mod dnssec;
 pub mod health;
 pub mod metrics;
 pub mod nats;
+pub mod protocol;
 pub mod simulate;
 pub mod state;
 pub mod steering;
