@@ -76,3 +76,52 @@ async fn body_text(body: Body, status: StatusCode) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn answer(router: Router, path: &str) -> (StatusCode, String, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = axum::body::to_bytes(response.into_body(), MAX_ERROR_TEXT)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_server_error_becomes_json_with_its_text() {
+        let router = Router::new()
+            .route(
+                "/boom",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "the disk is full") }),
+            )
+            .route("/empty", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+            .layer(axum::middleware::from_fn(json_errors));
+        assert_eq!(
+            answer(router.clone(), "/boom").await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json".to_string(),
+                r#"{"error":"the disk is full"}"#.to_string()
+            )
+        );
+        assert_eq!(
+            answer(router, "/empty").await.2,
+            r#"{"error":"Service Unavailable"}"#
+        );
+    }
+}

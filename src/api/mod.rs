@@ -108,7 +108,7 @@ pub fn router(handles: Handles, token: String, quality: Arc<QualityHistory>) -> 
             require_token,
         ))
     };
-    Router::new()
+    let api = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/services", get(steering::services))
         .route("/v1/services/{fqdn}/clusters", get(steering::clusters))
@@ -131,8 +131,12 @@ pub fn router(handles: Handles, token: String, quality: Arc<QualityHistory>) -> 
             REQUEST_TIMEOUT,
         ))
         .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        .with_state(state);
+    // Around the whole router, not each route: a 405's `Allow` is set by
+    // the route outside any layer of its own.
+    Router::new()
+        .fallback_service(api)
         .layer(middleware::from_fn(errors::json_errors))
-        .with_state(state)
 }
 
 /// Serves the API on `listener`, and samples the quality counters for the

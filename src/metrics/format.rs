@@ -1,6 +1,8 @@
 //! Which exposition format a scrape gets: OpenMetrics when the scraper's
 //! `Accept` prefers it (as Prometheus asks), else the Prometheus text format
-//! 0.0.4, the one every scraper reads.
+//! 0.0.4, the one every scraper reads. prometheus-client encodes only
+//! OpenMetrics; the 0.0.4 text differs from it in two lines per counter and
+//! the closing `# EOF`, so it is derived from it here.
 
 /// The formats `/metrics` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +38,38 @@ impl Format {
     }
 }
 
+/// The text format 0.0.4 of what prometheus-client encoded (OpenMetrics
+/// without its `# EOF`): there a counter's `# HELP` and `# TYPE` name the
+/// family without `_total`, while in 0.0.4 they name the samples, which
+/// end in `_total`.
+pub(super) fn counters_named_as_samples(encoded: &str) -> String {
+    let counters: Vec<&str> = encoded
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(encoded.len() + counters.len() * 12);
+    for line in encoded.lines() {
+        match family_line(line).filter(|(_, name, _)| counters.contains(name)) {
+            Some((kind, name, rest)) => {
+                text.push_str(&format!("# {kind} {name}_total{rest}"));
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// A `# HELP` or `# TYPE` line as its kind, the family's name and the rest.
+fn family_line(line: &str) -> Option<(&str, &str, &str)> {
+    let (kind, named) = line
+        .strip_prefix("# HELP ")
+        .map(|rest| ("HELP", rest))
+        .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("TYPE", rest)))?;
+    let end = named.find(' ').unwrap_or(named.len());
+    Some((kind, &named[..end], &named[end..]))
+}
+
 /// The format a media range names, if this server writes it, and its `q`.
 fn offered(range: &str) -> Option<(Format, f32)> {
     let mut parts = range.split(';').map(str::trim);
@@ -66,6 +100,15 @@ fn offered(range: &str) -> Option<(Format, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_format_names_a_counter_as_its_samples() {
+        let encoded = "# HELP x_queries Queries.\n# TYPE x_queries counter\nx_queries_total{a=\"b\"} 3\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n";
+        assert_eq!(
+            counters_named_as_samples(encoded),
+            "# HELP x_queries_total Queries.\n# TYPE x_queries_total counter\nx_queries_total{a=\"b\"} 3\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
+        );
+    }
 
     #[test]
     fn prometheus_gets_openmetrics_and_others_the_text_format() {

@@ -58,10 +58,13 @@ impl Sources {
         server::register(&mut registry, &self.counters);
         let mut text = String::new();
         encode_registry(&mut text, &registry)?;
-        if format == Format::OpenMetrics {
-            encode_eof(&mut text)?;
+        match format {
+            Format::OpenMetrics => {
+                encode_eof(&mut text)?;
+                Ok(text)
+            }
+            Format::Text => Ok(format::counters_named_as_samples(&text)),
         }
-        Ok(text)
     }
 }
 
