@@ -5,7 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -243,30 +245,112 @@ fn why_and_table_take_the_api_as_host_and_port() {
     );
 }
 
+/// `mirrordns agent` for mirror fra, measuring by TCP connect, with `token`.
+fn agent(server: &str, token: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args(["agent", "--server", server, "--mirror", "fra"])
+        .args([
+            "--method",
+            "tcp",
+            "--interval-s",
+            "1",
+            "--timeout-ms",
+            "400",
+        ])
+        .args(["--probe-port", &free_port().to_string()])
+        .env("MIRRORDNS_API_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits up to ten seconds for `agent` to stop; its success and its log.
+fn stopped(mut agent: Child) -> Option<(bool, String)> {
+    let exited = eventually(Duration::from_secs(10), || {
+        agent.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        let _ = agent.kill();
+    }
+    let output = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).to_string();
+    exited.then_some((output.status.success(), log))
+}
+
 #[test]
 fn an_agent_with_a_wrong_token_stops_at_start_saying_why() {
     let s = Server::start(&fixture("zones"));
     let server = format!("http://{}", s.api);
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
-        .args(["agent", "--server", &server, "--mirror", "fra"])
-        .args(["--method", "tcp"])
-        .env("MIRRORDNS_API_TOKEN", "wrong-token")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stopped = eventually(Duration::from_secs(10), || {
-        agent.try_wait().unwrap().is_some()
-    });
-    if !stopped {
-        let _ = agent.kill();
-    }
-    let output = agent.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stopped, "the agent kept running: {stderr}");
-    assert!(!output.status.success());
+    let (success, log) = stopped(agent(&server, "wrong-token")).expect("the agent kept running");
+    assert!(!success);
     assert!(
-        stderr.contains(&format!("{server} refused the API token (401)")),
-        "{stderr}"
+        log.contains(&format!("{server} refused the API token (401)")),
+        "{log}"
+    );
+}
+
+/// A server whose token changed after the agent started: it takes the
+/// empty batch that checks the token and refuses every batch after it.
+fn server_refusing_batches() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let _ = answer_refusing_batches(stream);
+        }
+    });
+    url
+}
+
+/// Answers one HTTP/1.1 request, then closes the connection.
+fn answer_refusing_batches(mut stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let batch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, answer) = if request.starts_with("GET /v1/probes") {
+        (
+            "200 OK",
+            json!({"probes": [{"target": "127.0.0.1", "block": "127.0.0.0/16"}]}),
+        )
+    } else if batch["measurements"] == json!([]) {
+        ("200 OK", json!({"accepted": 0}))
+    } else {
+        (
+            "401 Unauthorized",
+            json!({"error": "missing or wrong bearer token"}),
+        )
+    };
+    let answer = answer.to_string();
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    )
+}
+
+#[test]
+fn an_agent_refused_later_stops_saying_why() {
+    let server = server_refusing_batches();
+    let (success, log) = stopped(agent(&server, TOKEN)).expect("the agent kept running");
+    assert!(!success);
+    assert!(
+        log.contains(&format!("{server} refused the API token (401)")),
+        "{log}"
     );
 }
