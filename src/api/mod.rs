@@ -90,6 +90,8 @@ struct ApiState {
     quality: Arc<QualityHistory>,
 }
 
+/// The API's routes over `handles`; writes need `token`; `quality` is the
+/// history the status page draws.
 pub fn router(handles: Handles, token: String, quality: Arc<QualityHistory>) -> Router {
     let state = ApiState {
         engine: handles.engine,
