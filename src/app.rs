@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::api;
 use crate::dns::{self, Catalog, CookieSecret, Handler, RrlConfig, TcpLimits};
 use crate::health::Health;
-use crate::metrics::Counters;
+use crate::metrics::{self, Counters};
 use crate::nats;
 use crate::state::{self, StateDir};
 use crate::steering::Engine;
@@ -86,16 +86,8 @@ impl App {
         })
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     pub fn shared_engine(&self) -> Arc<Engine> {
         Arc::clone(&self.engine)
-    }
-
-    pub fn counters(&self) -> &Counters {
-        &self.counters
     }
 
     pub fn shared_counters(&self) -> Arc<Counters> {
@@ -161,6 +153,17 @@ impl App {
             Err(e) => error!(trigger, "reload rejected, old zones keep serving:\n{e}"),
         }
         result
+    }
+}
+
+impl api::Reload for App {
+    fn reload_zones(&self) -> Result<api::Reloaded, String> {
+        self.reload_logged("api")
+            .map(|l| api::Reloaded {
+                zones: l.zones,
+                services: l.services,
+            })
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -255,7 +258,14 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn Error>> {
             ))
         }
     };
-    tokio::spawn(api::serve(api_listener, Arc::clone(&app), token, writes));
+    let handles = api::Handles {
+        engine: app.shared_engine(),
+        counters: app.shared_counters(),
+        writes,
+        reload: Arc::clone(&app) as Arc<dyn api::Reload>,
+        metrics: metrics::Sources::new(app.handler(), app.shared_engine(), app.shared_counters()),
+    };
+    tokio::spawn(api::serve(api_listener, handles, token));
     app.start_health_checks();
     tokio::spawn(rebalance_loop(app.shared_engine(), config.load_interval));
     tokio::spawn(reload_on_sighup(Arc::clone(&app)));
@@ -306,13 +316,6 @@ async fn rebalance_loop(engine: Arc<Engine>, interval: std::time::Duration) {
                 info!(service = %m.service, cluster = %m.cluster, from = %from, to = %to, qps = m.qps, "cluster moved off an overloaded mirror");
             }
         }
-    }
-}
-
-/// Logs every service left with no available mirror, which answers with all.
-pub fn warn_failing_open(engine: &Engine) {
-    for service in engine.failing_open() {
-        warn!(service = %service, "every mirror is drained or down: answering with all of them (fail open)");
     }
 }
 

@@ -3,6 +3,10 @@
 //!
 //! # Layout
 //!
+//! - [`protocol`]: the JSON messages servers, agents and the shared streams
+//!   exchange (measurement batches, load reports, probe work, drains),
+//!   typed, with the reasons a server refuses one; it imports nothing of
+//!   the crate.
 //! - [`zone`]: the YAML zone format, its validation (errors with file, line
 //!   and column) and the immutable zones the server answers from.
 //! - [`dns`]: the DNS front end: wire bytes in, wire bytes out (flags, EDNS,
@@ -18,14 +22,21 @@
 //! - [`state`]: the learned table on disk: a journal of acknowledged
 //!   measurement batches and snapshots, recovery, the state dir lock.
 //! - [`agent`]: `mirrordns agent`, which measures beside a mirror: probe
-//!   work from the servers, TCP connect or ICMP echo, access-log RTTs.
+//!   work from the servers, TCP connect or ICMP echo, access-log RTTs. It
+//!   uses [`protocol`] and the NATS client only, nothing of the server.
 //! - [`nats`]: sharing measurements, drains and load reports between
-//!   instances through NATS JetStream (`--nats`), and probe work with agents.
+//!   instances through NATS JetStream (`--nats`): `nats::client` (connect,
+//!   subjects, publish; the agent's part too) and the server's follower,
+//!   which applies the streams and publishes probe work.
 //! - [`health`]: the health checks the server runs against mirrors.
-//! - [`metrics`]: `/metrics` in the Prometheus text format.
-//! - [`api`]: the HTTP control API (SPEC section 3) and its bearer token.
-//! - [`app`]: wires them together: loading, reloading (SIGHUP and API),
-//!   listeners, state, health checks, load ticks.
+//! - [`metrics`]: `/metrics`, each subsystem's families registered by a
+//!   function of its own, in the format the scraper's `Accept` asks for.
+//! - [`api`]: the HTTP control API (SPEC section 3), its bearer token and
+//!   its JSON errors.
+//! - [`app`]: the composition root: loading, reloading (SIGHUP and API),
+//!   listeners, state, health checks, load ticks. It hands `api`, `metrics`,
+//!   `health` and `nats` the handles they need (the engine, the counters,
+//!   the journal, a publisher); none of them imports it.
 //! - [`table`]: `mirrordns table` and `mirrordns why`, read from a running
 //!   server's API.
 //! - `main.rs`: the command line only.
@@ -38,6 +49,7 @@ pub mod dnssec;
 pub mod health;
 pub mod metrics;
 pub mod nats;
+pub mod protocol;
 pub mod simulate;
 pub mod state;
 pub mod steering;

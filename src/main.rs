@@ -43,7 +43,7 @@ enum Command {
         service: String,
         /// The client: an address or a prefix (as an ECS subnet).
         client: String,
-        /// The server's API.
+        /// The server's API: a URL, or host:port.
         #[arg(long, default_value = "http://127.0.0.1:8053")]
         api: String,
     },
@@ -51,7 +51,7 @@ enum Command {
     Table {
         /// The service, e.g. www.example.test
         service: String,
-        /// The server's API.
+        /// The server's API: a URL, or host:port.
         #[arg(long, default_value = "http://127.0.0.1:8053")]
         api: String,
         /// Print the API's JSON as it is.

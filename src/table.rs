@@ -29,9 +29,20 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// The API's base URL: `--api` takes a URL or, as `serve --api` prints
+/// it, a bare `host:port`, which is plain HTTP.
+fn base_url(api: &str) -> String {
+    let api = api.trim_end_matches('/');
+    if api.contains("://") {
+        api.to_string()
+    } else {
+        format!("http://{api}")
+    }
+}
+
 /// The explanation of `client`'s answer, readable.
 pub fn why(api: &str, service: &str, client: &str) -> Result<String, String> {
-    let api = api.trim_end_matches('/');
+    let api = base_url(api);
     let e = get(format!(
         "{api}/v1/explain?service={service}&client={client}"
     ))?;
@@ -73,7 +84,7 @@ pub fn why(api: &str, service: &str, client: &str) -> Result<String, String> {
 
 /// Fetches the clusters of `service` and its mirror list from the API at `api`.
 pub fn fetch(api: &str, service: &str) -> Result<Table, String> {
-    let api = api.trim_end_matches('/');
+    let api = base_url(api);
     let json = get(format!("{api}/v1/services/{service}/clusters"))?;
     let name = json["service"].as_str().unwrap_or(service).to_string();
     let services = get(format!("{api}/v1/services"))?;

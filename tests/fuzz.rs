@@ -152,7 +152,8 @@ proptest! {
         ]
     ) {
         let (_, engine) = handler();
-        if let Ok(batch) = mirrordns::api::parse_batch(&body) {
+        if let Ok(batch) = mirrordns::protocol::parse_batch(&body) {
+            let batch: Vec<_> = batch.into_iter().map(mirrordns::steering::MeasurementRequest::from).collect();
             let _ = engine.validate(&batch, mirrordns::steering::now());
         }
     }

@@ -1,6 +1,7 @@
 //! `mirrordns agent`: runs beside a mirror, takes its probe work from every
 //! server, measures, and posts the results back (SPEC section 5).
 //!
+//! - `http`: a server's API: the token check, probe work, posting results.
 //! - `probe`: TCP connect and ICMP echo.
 //! - `tries`: which addresses stand for a subnet target, in which order.
 //! - `memory`: what answered last per sub-block, and the clients the access
@@ -10,11 +11,14 @@
 //!   server at once, results published once for all of them.
 //!
 //! Each server has its own probe loop and its own poster, so a server that
-//! is down delays nothing for the others. A poster retries a batch with
-//! backoff until it gets an answer; a batch that got its 200 is never sent
-//! again, one that got a 4xx (refused as invalid, or a wrong token) is
-//! logged and dropped, since sending it again cannot help.
+//! is down delays nothing for the others. A server that refuses the agent's
+//! token stops it, at start or later, with an error that says so.
+//!
+//! The agent speaks only the messages of [`crate::protocol`], through its
+//! HTTP client and the NATS client ([`crate::nats::client`]); nothing of the
+//! server runs in it.
 
+mod http;
 mod memory;
 mod passive;
 mod probe;
@@ -28,11 +32,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use parking_lot::Mutex;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
+use crate::protocol::{Measurement, ProbeItem};
 use memory::{Bounded, Sightings};
 use probe::{Outcome, Prober};
 use tries::{Hints, Target};
@@ -52,7 +55,7 @@ pub enum MethodChoice {
 pub struct Options {
     pub servers: Vec<String>,
     /// With NATS, no servers: work and results go through the streams.
-    pub nats: Option<crate::nats::Options>,
+    pub nats: Option<crate::nats::client::Options>,
     pub mirror: String,
     pub token: Option<String>,
     pub method: MethodChoice,
@@ -68,10 +71,18 @@ pub struct Options {
     pub block_v6: u8,
 }
 
-/// Runs until the process is stopped.
+/// Runs until the process is stopped, or until a server refuses the token.
 pub async fn run(options: Options) -> Result<(), String> {
     if options.servers.is_empty() && options.nats.is_none() {
         return Err("give at least one --server, or --nats".to_string());
+    }
+    let servers: Vec<String> = options
+        .servers
+        .iter()
+        .map(|s| s.trim_end_matches('/').to_string())
+        .collect();
+    for server in &servers {
+        http::check_token(server, options.token.as_deref()).await?;
     }
     let sightings = Arc::new(Mutex::new(Sightings::new(
         options.block_v4,
@@ -89,12 +100,13 @@ pub async fn run(options: Options) -> Result<(), String> {
     if let Some(nats) = &options.nats {
         posters.push(shared::start(nats, Arc::clone(&measurer)).await?);
     }
-    for server in &options.servers {
-        let server = server.trim_end_matches('/').to_string();
-        let (tx, rx) = mpsc::channel::<Vec<Value>>(64);
-        tokio::spawn(post_loop(server.clone(), options.token.clone(), rx));
+    let (fatal, mut stop) = mpsc::channel::<String>(1);
+    for server in servers {
+        let (tx, rx) = mpsc::channel::<Vec<Measurement>>(64);
+        let poster = http::post_loop(server.clone(), options.token.clone(), rx, fatal.clone());
+        tokio::spawn(poster);
         posters.push(tx.clone());
-        let work = ProbeWork {
+        let work = http::WorkLoop {
             server,
             measurer: Arc::clone(&measurer),
             results: tx,
@@ -114,8 +126,12 @@ pub async fn run(options: Options) -> Result<(), String> {
         ));
     }
     info!(mirror = %options.mirror, servers = options.servers.len(), nats = options.nats.is_some(), method = measurer.prober.method(), "agent running");
-    std::future::pending::<()>().await;
-    Ok(())
+    // `fatal` lives as long as this function, so this waits for a poster's
+    // report for ever if none comes.
+    match stop.recv().await {
+        Some(reason) => Err(reason),
+        None => Ok(()),
+    }
 }
 
 fn choose_prober(options: &Options) -> Prober {
@@ -162,23 +178,6 @@ impl Pacer {
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ProbeList {
-    probes: Vec<ProbeItem>,
-}
-
-/// One target of probe work. The format is a contract with the servers:
-/// fields are added, never renamed.
-#[derive(Deserialize)]
-pub(crate) struct ProbeItem {
-    target: String,
-    block: String,
-    /// For a subnet target, resolver addresses seen asking with it. Kept as
-    /// text so that one bad address skips that address, not the whole list.
-    #[serde(default)]
-    resolvers: Vec<String>,
-}
-
 /// Measures probe work, however it arrived, within the agent's rate and
 /// in-flight limits (shared by every source of work).
 struct Measurer {
@@ -203,7 +202,7 @@ struct Measured {
 
 impl Measurer {
     /// Measures every usable target; the results as the API takes them.
-    async fn measure_all(self: &Arc<Self>, work: Vec<ProbeItem>) -> Vec<Value> {
+    async fn measure_all(self: &Arc<Self>, work: Vec<ProbeItem>) -> Vec<Measurement> {
         let tasks: Vec<_> = work
             .into_iter()
             .enumerate()
@@ -227,7 +226,7 @@ impl Measurer {
                     if let (Target::Subnet(_), Some(block)) = (target, block) {
                         measurer.remember(block, measured);
                     }
-                    Some(measurement_json(
+                    Some(measurement(
                         &measurer.mirror,
                         &item.block,
                         measured,
@@ -307,117 +306,21 @@ impl Measurer {
     }
 }
 
-struct ProbeWork {
-    server: String,
-    measurer: Arc<Measurer>,
-    results: mpsc::Sender<Vec<Value>>,
-    interval: Duration,
-}
-
-impl ProbeWork {
-    async fn run(self) {
-        let client = reqwest::Client::new();
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            match self.fetch(&client).await {
-                Ok(work) => {
-                    backoff = Duration::from_secs(1);
-                    if !work.is_empty() {
-                        let measured = self.measurer.measure_all(work).await;
-                        for chunk in measured.chunks(BATCH) {
-                            if self.results.send(chunk.to_vec()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    tokio::time::sleep(self.interval).await;
-                }
-                Err(e) => {
-                    warn!(server = %self.server, error = %e, retry_in = ?backoff, "cannot fetch probe work");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-
-    async fn fetch(&self, client: &reqwest::Client) -> Result<Vec<ProbeItem>, String> {
-        // Mirror names are letters, digits, '-' and '_': nothing to escape.
-        let url = format!("{}/v1/probes?mirror={}", self.server, self.measurer.mirror);
-        let response = client
-            .get(url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!(
-                "{} {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            ));
-        }
-        let list: ProbeList = response.json().await.map_err(|e| e.to_string())?;
-        Ok(list.probes)
-    }
-}
-
 /// One measurement as `POST /v1/measurements` and the measurement stream
 /// take it, with `address` naming the host measured when there is one.
-fn measurement_json(mirror: &str, block: &str, measured: Measured, method: &str) -> Value {
-    let mut item = match measured.outcome {
-        Outcome::Rtt(ms) => {
-            json!({"mirror": mirror, "client": block, "rtt_ms": ms, "method": method})
-        }
-        Outcome::Timeout => {
-            json!({"mirror": mirror, "client": block, "timeout": true, "method": method})
-        }
+fn measurement(mirror: &str, block: &str, measured: Measured, method: &str) -> Measurement {
+    let (rtt_ms, timeout) = match measured.outcome {
+        Outcome::Rtt(ms) => (Some(ms), false),
+        Outcome::Timeout => (None, true),
     };
-    if let Some(address) = measured.address {
-        item["address"] = json!(address.to_string());
-    }
-    item
-}
-
-/// Posts batches to one server, in order, retrying each until it is answered.
-async fn post_loop(server: String, token: Option<String>, mut batches: mpsc::Receiver<Vec<Value>>) {
-    let client = reqwest::Client::new();
-    let url = format!("{server}/v1/measurements");
-    while let Some(batch) = batches.recv().await {
-        let body = json!({ "measurements": batch });
-        // A server sharing through NATS stores a retry of this batch once.
-        let msg_id = crate::nats::new_msg_id();
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            let mut request = client
-                .post(&url)
-                .header(crate::nats::MSG_ID, &msg_id)
-                .json(&body)
-                .timeout(Duration::from_secs(30));
-            if let Some(t) = &token {
-                request = request.bearer_auth(t);
-            }
-            match request.send().await {
-                Ok(r) if r.status().is_success() => {
-                    debug!(server = %server, measurements = batch.len(), "batch posted");
-                    break;
-                }
-                Ok(r) if r.status().is_client_error() => {
-                    let status = r.status();
-                    let answer = r.text().await.unwrap_or_default();
-                    error!(server = %server, %status, %answer, "batch refused; dropped");
-                    break;
-                }
-                Ok(r) => {
-                    warn!(server = %server, status = %r.status(), retry_in = ?backoff, "batch not stored")
-                }
-                Err(e) => {
-                    warn!(server = %server, error = %e, retry_in = ?backoff, "cannot post batch")
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+    Measurement {
+        mirror: mirror.to_string(),
+        client: block.to_string(),
+        rtt_ms,
+        timeout,
+        method: Some(method.to_string()),
+        address: measured.address,
+        ..Measurement::default()
     }
 }
 
@@ -429,7 +332,7 @@ async fn follow_log(
     window: Duration,
     block_v4: u8,
     block_v6: u8,
-    posters: Vec<mpsc::Sender<Vec<Value>>>,
+    posters: Vec<mpsc::Sender<Vec<Measurement>>>,
     sightings: Arc<Mutex<Sightings>>,
 ) {
     let mut follower = passive::Follower::new(&path);
@@ -459,10 +362,16 @@ async fn follow_log(
             continue;
         }
         window_end = Instant::now() + window;
-        let medians: Vec<Value> = aggregator
+        let medians: Vec<Measurement> = aggregator
             .drain_medians()
             .into_iter()
-            .map(|(block, rtt)| json!({"mirror": mirror, "client": block.to_string(), "rtt_ms": rtt, "method": "passive"}))
+            .map(|(block, rtt)| Measurement {
+                mirror: mirror.clone(),
+                client: block.to_string(),
+                rtt_ms: Some(rtt),
+                method: Some("passive".to_string()),
+                ..Measurement::default()
+            })
             .collect();
         for chunk in medians.chunks(BATCH) {
             for poster in &posters {
@@ -475,17 +384,7 @@ async fn follow_log(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_work_reads_resolvers_when_given_and_does_without() {
-        let list: ProbeList = serde_json::from_value(json!({"probes": [
-            {"target": "198.51.100.0/24", "block": "198.51.100.0/24", "resolvers": ["203.0.113.53", "bad"]},
-            {"target": "203.0.113.9", "block": "203.0.113.0/24", "new_field": 1},
-        ]}))
-        .unwrap();
-        assert_eq!(list.probes[0].resolvers, ["203.0.113.53", "bad"]);
-        assert!(list.probes[1].resolvers.is_empty());
-    }
+    use serde_json::json;
 
     #[test]
     fn a_measurement_names_the_address_it_is_about() {
@@ -494,7 +393,7 @@ mod tests {
             address: Some("198.51.100.7".parse().unwrap()),
         };
         assert_eq!(
-            measurement_json("fra", "198.51.100.0/24", answered, "tcp"),
+            serde_json::to_value(measurement("fra", "198.51.100.0/24", answered, "tcp")).unwrap(),
             json!({"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 12.5, "method": "tcp", "address": "198.51.100.7"})
         );
         let silent = Measured {
@@ -502,7 +401,7 @@ mod tests {
             address: None,
         };
         assert_eq!(
-            measurement_json("fra", "198.51.100.0/24", silent, "icmp"),
+            serde_json::to_value(measurement("fra", "198.51.100.0/24", silent, "icmp")).unwrap(),
             json!({"mirror": "fra", "client": "198.51.100.0/24", "timeout": true, "method": "icmp"})
         );
     }

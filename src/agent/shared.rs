@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{BATCH, MAX_BACKOFF, Measurer, ProbeItem, ProbeList};
-use crate::nats::{self, Publisher, Subjects};
+use super::{BATCH, MAX_BACKOFF, Measurer};
+use crate::nats::client::{self as nats, Publisher, Subjects};
+use crate::protocol::{Measurement, MeasurementBatch, ProbeItem, ProbeWork};
 
 /// A block measured this recently is not measured again for another
 /// server: its result is on its way to every server through the stream.
@@ -24,11 +24,11 @@ const RECENTLY_MEASURED: Duration = Duration::from_secs(60);
 pub(super) async fn start(
     options: &nats::Options,
     measurer: Arc<Measurer>,
-) -> Result<mpsc::Sender<Vec<Value>>, String> {
+) -> Result<mpsc::Sender<Vec<Measurement>>, String> {
     let client = nats::connect(options, &format!("mirrordns agent {}", measurer.mirror)).await?;
     let subjects = Subjects::new(&options.stream);
     let publisher = Publisher::new(nats::jetstream(client.clone()), subjects.clone());
-    let (results, batches) = mpsc::channel::<Vec<Value>>(64);
+    let (results, batches) = mpsc::channel::<Vec<Measurement>>(64);
     tokio::spawn(publish_loop(publisher, batches));
     // Subscribing only queues the request while NATS is away; the client
     // sends it again on every reconnect.
@@ -43,11 +43,11 @@ pub(super) async fn start(
 async fn measure_work(
     mut work: async_nats::Subscriber,
     measurer: Arc<Measurer>,
-    results: mpsc::Sender<Vec<Value>>,
+    results: mpsc::Sender<Vec<Measurement>>,
 ) {
     let mut recent = RecentBlocks::default();
     while let Some(message) = work.next().await {
-        let Ok(list) = serde_json::from_slice::<ProbeList>(&message.payload) else {
+        let Ok(list) = serde_json::from_slice::<ProbeWork>(&message.payload) else {
             warn!(subject = %message.subject, "unusable probe work, skipped");
             continue;
         };
@@ -84,9 +84,10 @@ impl RecentBlocks {
 
 /// Publishes batches in order, each retried under the same message id until
 /// JetStream acknowledges it, so a retry is never stored twice.
-async fn publish_loop(publisher: Publisher, mut batches: mpsc::Receiver<Vec<Value>>) {
-    while let Some(batch) = batches.recv().await {
-        let body = match serde_json::to_vec(&json!({ "measurements": batch })) {
+async fn publish_loop(publisher: Publisher, mut batches: mpsc::Receiver<Vec<Measurement>>) {
+    while let Some(measurements) = batches.recv().await {
+        let count = measurements.len();
+        let body = match serde_json::to_vec(&MeasurementBatch { measurements }) {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 warn!(error = %e, "batch not encodable; dropped");
@@ -98,7 +99,7 @@ async fn publish_loop(publisher: Publisher, mut batches: mpsc::Receiver<Vec<Valu
         loop {
             match publisher.measurements(body.clone(), &msg_id).await {
                 Ok(()) => {
-                    debug!(measurements = batch.len(), "batch published");
+                    debug!(measurements = count, "batch published");
                     break;
                 }
                 Err(e @ nats::PublishError::TooLarge { .. }) => {

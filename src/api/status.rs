@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
-use super::{ApiState, error_response};
+use super::ApiState;
+use super::errors::error_response;
 use crate::steering::{self, Choice, Engine, Event, EventKind, Regroup, Seconds};
 
 /// Events returned per request unless `limit` says fewer: the whole ring.
@@ -48,7 +49,7 @@ pub async fn events(
             }
         }
     }
-    let page = state.app.engine().events(since, limit);
+    let page = state.engine.events(since, limit);
     let events: Vec<Value> = page.events.iter().map(event_json).collect();
     Json(json!({
         "events": events,
@@ -286,7 +287,7 @@ pub async fn quality(
             }
         }
     }
-    let now = take_sample(state.app.engine(), steering::now());
+    let now = take_sample(&state.engine, steering::now());
     let history: Vec<Value> = state
         .quality
         .since(since)

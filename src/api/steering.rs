@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::time::UNIX_EPOCH;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,12 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiState, Writes, error_response};
+use super::errors::error_response;
+use super::{ApiState, Writes};
 use crate::nats;
-use crate::steering::{self, ClusterQuery, MeasurementRequest, Probe, Score, SortKey};
+use crate::protocol;
+use crate::steering::{self, ClusterQuery, MeasurementRequest, Score, SortKey};
 
 /// Probe work returned per request unless `limit` says otherwise.
 const DEFAULT_PROBE_LIMIT: usize = 1000;
@@ -26,7 +26,7 @@ const DEFAULT_PROBE_LIMIT: usize = 1000;
 /// for the status page also, per mirror, the answers given, the rate over
 /// the last quality sample and `capacity_qps` (null: unbounded).
 pub async fn services(State(state): State<ApiState>) -> Json<Value> {
-    let engine = state.app.engine();
+    let engine = &state.engine;
     let loads: HashMap<String, f64> = engine.reported_loads(steering::now()).into_iter().collect();
     let mirror_state: serde_json::Map<String, Value> = engine
         .mirror_states()
@@ -91,7 +91,7 @@ pub async fn clusters(
     if !params.is_empty() {
         return cluster_page(&state, &fqdn, &params);
     }
-    let Some((name, views)) = state.app.engine().clusters(&fqdn, steering::now()) else {
+    let Some((name, views)) = state.engine.clusters(&fqdn, steering::now()) else {
         return error_response(StatusCode::NOT_FOUND, &format!("no service {fqdn}"));
     };
     let clusters: Vec<Value> = views.into_iter().map(cluster_json).collect();
@@ -107,11 +107,7 @@ fn cluster_page(state: &ApiState, fqdn: &str, params: &[(String, String)]) -> Re
         Ok(q) => q,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
-    let Some(page) = state
-        .app
-        .engine()
-        .cluster_page(fqdn, &query, steering::now())
-    else {
+    let Some(page) = state.engine.cluster_page(fqdn, &query, steering::now()) else {
         return error_response(StatusCode::NOT_FOUND, &format!("no service {fqdn}"));
     };
     let clusters: Vec<Value> = page.clusters.into_iter().map(cluster_json).collect();
@@ -247,56 +243,10 @@ pub async fn probes(
             return error_response(StatusCode::BAD_REQUEST, "limit must be a whole number");
         }
     };
-    let Some(probes) = state.app.engine().probes(mirror, steering::now(), limit) else {
+    let Some(probes) = state.engine.probes(mirror, steering::now(), limit) else {
         return error_response(StatusCode::NOT_FOUND, &format!("unknown mirror {mirror:?}"));
     };
-    Json(probe_list_json(&probes)).into_response()
-}
-
-/// `{"probes": [{"target": ..., "block": ..., "resolvers": [...]}]}`, as
-/// agents read it from the API or from NATS. The format is a contract with
-/// agents of every version: fields are added, never renamed.
-pub fn probe_list_json(probes: &[Probe]) -> Value {
-    let probes: Vec<Value> = probes.iter().map(probe_json).collect();
-    json!({ "probes": probes })
-}
-
-/// One probe; `resolvers` (the addresses seen asking with a subnet target,
-/// which the agent tries before the subnet's first host) only when known.
-fn probe_json(probe: &Probe) -> Value {
-    let mut item = json!({ "target": target_text(probe.target), "block": probe.block.to_string() });
-    if !probe.resolvers.is_empty() {
-        let resolvers: Vec<String> = probe.resolvers.iter().map(IpAddr::to_string).collect();
-        item["resolvers"] = json!(resolvers);
-    }
-    item
-}
-
-/// A single address is written as an address, a subnet in CIDR form.
-fn target_text(target: IpNet) -> String {
-    if target.prefix_len() == target.max_prefix_len() {
-        target.addr().to_string()
-    } else {
-        target.to_string()
-    }
-}
-
-#[derive(Deserialize)]
-struct Batch {
-    measurements: Vec<Value>,
-}
-
-#[derive(Deserialize)]
-struct RawMeasurement {
-    mirror: String,
-    client: String,
-    rtt_ms: Option<f64>,
-    #[serde(default)]
-    timeout: bool,
-    method: Option<String>,
-    time: Option<String>,
-    /// The host an agent measured for a subnet: checked, not stored.
-    address: Option<String>,
+    Json(steering::probe_work(&probes)).into_response()
 }
 
 pub async fn post_measurements(
@@ -304,7 +254,7 @@ pub async fn post_measurements(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let counters = state.app.counters();
+    let counters = &state.counters;
     let reject = |status: StatusCode, count: usize, message: &str| {
         counters.batches_rejected.fetch_add(1, Ordering::Relaxed);
         counters
@@ -312,12 +262,16 @@ pub async fn post_measurements(
             .fetch_add(count as u64, Ordering::Relaxed);
         error_response(status, message)
     };
-    let batch = match parse_batch(&body) {
-        Ok(b) => b,
+    let batch: Vec<MeasurementRequest> = match protocol::parse_batch(&body) {
+        Ok(b) => b.into_iter().map(MeasurementRequest::from).collect(),
         Err(message) => return reject(StatusCode::BAD_REQUEST, 0, &message),
     };
+    // Nothing to store: an agent checks its token this way at start.
+    if batch.is_empty() {
+        return Json(json!({ "accepted": 0 })).into_response();
+    }
     let now = steering::now();
-    let accepted = match state.app.engine().validate(&batch, now) {
+    let accepted = match state.engine.validate(&batch, now) {
         Ok(a) => a,
         Err(e) => return reject(StatusCode::BAD_REQUEST, batch.len(), &e.to_string()),
     };
@@ -358,54 +312,6 @@ pub async fn post_measurements(
     }
 }
 
-/// Parses the JSON body item by item, so an error names the item.
-pub fn parse_batch(body: &[u8]) -> Result<Vec<MeasurementRequest>, String> {
-    let batch: Batch = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
-    batch
-        .measurements
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let raw: RawMeasurement =
-                serde_json::from_value(item).map_err(|e| format!("measurements[{i}]: {e}"))?;
-            let time = raw
-                .time
-                .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(|e| format!("measurements[{i}]: {e}"))?;
-            check_address(raw.address.as_deref()).map_err(|e| format!("measurements[{i}]: {e}"))?;
-            Ok(MeasurementRequest {
-                mirror: raw.mirror,
-                client: raw.client,
-                rtt_ms: raw.rtt_ms,
-                timeout: raw.timeout,
-                method: raw.method,
-                time,
-            })
-        })
-        .collect()
-}
-
-/// An agent's `address`, when given, must be an IP address: anything else
-/// says the agent is broken, and a 400 says so where a silent drop would not.
-fn check_address(address: Option<&str>) -> Result<(), String> {
-    match address {
-        Some(text) if text.parse::<IpAddr>().is_err() => {
-            Err(format!("address {text:?} is not an IP address"))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn parse_time(text: &str) -> Result<u64, String> {
-    let time = humantime::parse_rfc3339_weak(text)
-        .map_err(|e| format!("time {text:?} is not RFC 3339 ({e})"))?;
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| format!("time {text:?} is before 1970"))
-}
-
 pub async fn drain(state: State<ApiState>, name: Path<String>) -> Response {
     set_drained(state, name, true).await
 }
@@ -420,7 +326,7 @@ async fn set_drained(
     Path(name): Path<String>,
     drained: bool,
 ) -> Response {
-    if !state.app.engine().has_mirror(&name) {
+    if !state.engine.has_mirror(&name) {
         return error_response(StatusCode::NOT_FOUND, &format!("unknown mirror {name:?}"));
     }
     let stored = match &state.writes {
@@ -433,7 +339,7 @@ async fn set_drained(
     match stored {
         Ok(()) => {
             tracing::info!(mirror = %name, drained, "mirror drain changed by the API");
-            crate::app::warn_failing_open(state.app.engine());
+            steering::warn_failing_open(&state.engine);
             Json(json!({ "mirror": name, "drained": drained })).into_response()
         }
         Err(e) => error_response(
@@ -443,30 +349,13 @@ async fn set_drained(
     }
 }
 
-#[derive(Deserialize)]
-pub struct LoadReport {
-    pub mirror: String,
-    pub load: f64,
-}
-
-/// Parses a load report body (`POST /v1/load`, or the shared stream),
-/// refusing a figure outside [0, 1000].
-pub fn parse_load(body: &[u8]) -> Result<LoadReport, String> {
-    let report: LoadReport = serde_json::from_slice(body)
-        .map_err(|e| format!("expected {{\"mirror\": NAME, \"load\": NUMBER}}: {e}"))?;
-    if !report.load.is_finite() || !(0.0..=1000.0).contains(&report.load) {
-        return Err(format!("load {} is not in [0, 1000]", report.load));
-    }
-    Ok(report)
-}
-
 /// An agent's load figure for its mirror: 1.0 is at capacity.
 pub async fn post_load(State(state): State<ApiState>, body: Bytes) -> Response {
-    let report = match parse_load(&body) {
+    let report = match protocol::parse_load(&body) {
         Ok(r) => r,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
-    let engine = state.app.engine();
+    let engine = &state.engine;
     if !engine.has_mirror(&report.mirror) {
         return error_response(
             StatusCode::NOT_FOUND,
@@ -501,7 +390,7 @@ pub async fn explain(
         Ok(c) => c,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
     };
-    let Some(e) = state.app.engine().explain(service, client, steering::now()) else {
+    let Some(e) = state.engine.explain(service, client, steering::now()) else {
         return error_response(StatusCode::NOT_FOUND, &format!("no service {service}"));
     };
     let mirrors: Vec<Value> = e
@@ -533,48 +422,4 @@ pub async fn explain(
         "reason": e.reason,
     }))
     .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn probe(target: &str, resolvers: &[&str]) -> Probe {
-        let target: IpNet = target.parse().unwrap();
-        Probe {
-            target,
-            block: target,
-            resolvers: resolvers.iter().map(|r| r.parse().unwrap()).collect(),
-        }
-    }
-
-    #[test]
-    fn probe_work_lists_resolvers_only_when_there_are_some() {
-        let list = probe_list_json(&[
-            probe("198.51.100.0/24", &["203.0.113.53", "2001:db8::53"]),
-            probe("203.0.113.9/32", &[]),
-        ]);
-        assert_eq!(
-            list,
-            json!({"probes": [
-                {"target": "198.51.100.0/24", "block": "198.51.100.0/24", "resolvers": ["203.0.113.53", "2001:db8::53"]},
-                {"target": "203.0.113.9", "block": "203.0.113.9/32"},
-            ]})
-        );
-    }
-
-    #[test]
-    fn a_measured_address_is_checked_and_dropped() {
-        let good = br#"{"measurements": [{"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 5, "address": "198.51.100.7"}]}"#;
-        let batch = parse_batch(good).unwrap();
-        assert_eq!(batch[0].client, "198.51.100.0/24");
-        let bad = br#"{"measurements": [{"mirror": "fra", "client": "198.51.100.0/24", "rtt_ms": 5, "address": "198.51.100.300"}]}"#;
-        let error = parse_batch(bad).err().unwrap();
-        assert!(
-            error.contains("measurements[0]") && error.contains("address"),
-            "{error}"
-        );
-        let not_text = br#"{"measurements": [{"mirror": "fra", "client": "198.51.100.0/24", "timeout": true, "address": 7}]}"#;
-        assert!(parse_batch(not_text).is_err());
-    }
 }

@@ -123,7 +123,7 @@ impl Monitor {
             warn!(mirror = %self.mirror, probe = ?self.check.probe, "health check down: no new answers for this mirror");
         }
         self.engine.set_down(&self.mirror, down);
-        crate::app::warn_failing_open(&self.engine);
+        crate::steering::warn_failing_open(&self.engine);
     }
 }
 

@@ -1,5 +1,6 @@
-//! The tasks that keep this instance in step with the shared streams, and
-//! the one that hands its probe work to the agents.
+//! The server's part of sharing: setting up the streams, the tasks that
+//! keep this instance in step with them, and the one that hands its probe
+//! work to the agents.
 //!
 //! Each runs for ever: when NATS is away it logs, waits with backoff and
 //! starts again where it stopped. None of them holds anything the DNS
@@ -12,19 +13,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, Message, consumer};
+use async_nats::jetstream::{self, Message, consumer, stream};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use serde::Deserialize;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::Subjects;
-use crate::api::parse_batch;
+use super::client::{self, Options, Publisher, Subjects};
 use crate::metrics::Counters;
-use crate::state::Journal;
-use crate::steering::{self, Engine, Seconds};
+use crate::protocol::{self, Drain};
+use crate::state::{COMPACT_AFTER_MAX_AGES, Journal};
+use crate::steering::{self, Engine, MeasurementRequest, Seconds};
 
+/// A publish retried within this window with the same id is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A durable consumer nobody has read for this long is removed by the
@@ -37,14 +39,103 @@ const IN_FLIGHT: usize = 32;
 /// Probe targets per message.
 const PROBE_WORK_LIMIT: usize = 1000;
 
+/// Starts sharing for a server: connects, sets up the streams (again and
+/// again until NATS answers), then follows them from `position`, the last
+/// stream message the instance's state holds. Returns at once, with the
+/// publisher for the API's writes.
+pub async fn start(
+    options: &Options,
+    instance_id: &str,
+    engine: Arc<Engine>,
+    counters: Arc<Counters>,
+    journal: Journal,
+    position: u64,
+) -> Result<Publisher, String> {
+    let client = client::connect(options, &format!("mirrordns serve {instance_id}")).await?;
+    let js = client::jetstream(client.clone());
+    let subjects = Subjects::new(&options.stream);
+    let replicas = options.replicas;
+    tokio::spawn(publish_probe_work(
+        client,
+        subjects.clone(),
+        Arc::clone(&engine),
+        options.probe_interval,
+    ));
+    let consumer = format!("mirrordns-{instance_id}");
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    tokio::spawn(async move {
+        let mut backoff = Backoff::new();
+        while let Err(e) = ensure_streams(&js, &subjects, replicas, engine.longest_max_age()).await
+        {
+            backoff.failed("cannot set up the shared streams", &e).await;
+        }
+        tokio::spawn(follow_drains(
+            js.clone(),
+            subjects.clone(),
+            Arc::clone(&engine),
+            journal.clone(),
+        ));
+        let follower = Follower {
+            js,
+            subjects,
+            consumer_name: consumer,
+            engine,
+            counters,
+            journal,
+            position,
+        };
+        follow_measurements(follower).await;
+    });
+    Ok(publisher)
+}
+
+/// Creates both streams, or updates their limits to the current zones'.
+async fn ensure_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    replicas: usize,
+    longest_max_age_s: u64,
+) -> Result<(), String> {
+    let retention = Duration::from_secs(
+        longest_max_age_s
+            .saturating_mul(COMPACT_AFTER_MAX_AGES)
+            .max(60),
+    );
+    let measurements = stream::Config {
+        name: subjects.stream().to_string(),
+        subjects: vec![subjects.measurements(), subjects.load()],
+        max_age: retention,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let drains = stream::Config {
+        name: subjects.drain_stream(),
+        subjects: vec![subjects.drain("*")],
+        max_messages_per_subject: 1,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    for config in [measurements, drains] {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| format!("cannot set up stream {name}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Waits between attempts, longer after each failure.
-pub(super) struct Backoff {
+struct Backoff {
     next: Duration,
     attempt_started: Instant,
 }
 
 impl Backoff {
-    pub(super) fn new() -> Backoff {
+    fn new() -> Backoff {
         Backoff {
             next: FIRST_BACKOFF,
             attempt_started: Instant::now(),
@@ -52,7 +143,7 @@ impl Backoff {
     }
 
     /// Logs why the attempt failed and waits before the next one.
-    pub(super) async fn failed(&mut self, what: &str, error: &str) {
+    async fn failed(&mut self, what: &str, error: &str) {
         // An attempt that went well for a while starts the backoff over.
         if self.attempt_started.elapsed() > MAX_BACKOFF {
             self.next = FIRST_BACKOFF;
@@ -66,7 +157,7 @@ impl Backoff {
 
 /// Applies the measurement stream to this instance, from the message after
 /// the follower's position (the last one its state holds), for ever.
-pub(super) async fn follow_measurements(mut follower: Follower) {
+async fn follow_measurements(mut follower: Follower) {
     let mut backoff = Backoff::new();
     loop {
         let Err(e) = follower.follow().await;
@@ -74,15 +165,15 @@ pub(super) async fn follow_measurements(mut follower: Follower) {
     }
 }
 
-pub(super) struct Follower {
-    pub js: jetstream::Context,
-    pub subjects: Subjects,
-    pub consumer_name: String,
-    pub engine: Arc<Engine>,
-    pub counters: Arc<Counters>,
-    pub journal: Journal,
+struct Follower {
+    js: jetstream::Context,
+    subjects: Subjects,
+    consumer_name: String,
+    engine: Arc<Engine>,
+    counters: Arc<Counters>,
+    journal: Journal,
     /// The last stream sequence applied (or skipped as unusable).
-    pub position: u64,
+    position: u64,
 }
 
 impl Follower {
@@ -222,8 +313,8 @@ impl Follower {
             self.apply_load(&message.payload, now);
             return Ok(None);
         }
-        let batch = match parse_batch(&message.payload) {
-            Ok(b) => b,
+        let batch: Vec<MeasurementRequest> = match protocol::parse_batch(&message.payload) {
+            Ok(b) => b.into_iter().map(MeasurementRequest::from).collect(),
             Err(e) => {
                 warn!(seq, error = %e, "unusable batch in the stream, skipped");
                 return Ok(None);
@@ -257,7 +348,7 @@ impl Follower {
     }
 
     fn apply_load(&self, payload: &[u8], now: Seconds) {
-        match crate::api::parse_load(payload) {
+        match protocol::parse_load(payload) {
             Ok(l) => {
                 let _ = self.engine.report_load(&l.mirror, l.load, now);
             }
@@ -275,7 +366,7 @@ fn stored_at(message: &Message) -> Seconds {
 }
 
 /// Applies the last drain or undrain of every mirror, then each new one.
-pub(super) async fn follow_drains(
+async fn follow_drains(
     js: jetstream::Context,
     subjects: Subjects,
     engine: Arc<Engine>,
@@ -318,10 +409,6 @@ async fn follow_drains_once(
         let Some(mirror) = message.subject.as_str().strip_prefix(&prefix) else {
             continue;
         };
-        #[derive(Deserialize)]
-        struct Drain {
-            drained: bool,
-        }
         let Ok(Drain { drained }) = serde_json::from_slice(&message.payload) else {
             warn!(subject = %message.subject, "unusable drain message, skipped");
             continue;
@@ -340,7 +427,7 @@ async fn follow_drains_once(
                 mirror,
                 drained, "mirror drain changed through the shared stream"
             );
-            crate::app::warn_failing_open(engine);
+            steering::warn_failing_open(engine);
         }
     }
     Err("the drain stream ended".to_string())
@@ -349,7 +436,7 @@ async fn follow_drains_once(
 /// Publishes this instance's probe work for every mirror, every `every`.
 /// Agents hear every instance and measure each target once. Listing the
 /// work walks the table, so this is not done more often than agents poll.
-pub(super) async fn publish_probe_work(
+async fn publish_probe_work(
     client: async_nats::Client,
     subjects: Subjects,
     engine: Arc<Engine>,
@@ -366,7 +453,7 @@ pub(super) async fn publish_probe_work(
             if probes.is_empty() {
                 continue;
             }
-            let Ok(body) = serde_json::to_vec(&crate::api::probe_list_json(&probes)) else {
+            let Ok(body) = serde_json::to_vec(&steering::probe_work(&probes)) else {
                 continue;
             };
             if let Err(e) = client

@@ -27,8 +27,10 @@ mod explain;
 mod image;
 mod load;
 mod measurements;
+mod messages;
 mod query;
 mod region;
+mod report;
 mod status;
 mod table;
 
@@ -50,7 +52,9 @@ pub use explain::{Explanation, ExplorationFacts, MirrorFacts};
 pub use image::Image;
 pub use load::Move;
 pub use measurements::{Measurement, Method, MirrorId, Rtt, Seconds};
+pub use messages::probe_work;
 pub use query::{ClusterPage, ClusterQuery, SortKey};
+pub use report::warn_failing_open;
 pub use table::Decision;
 
 use measurements::MeasurementStore;
