@@ -251,6 +251,26 @@ fn answers_without_do_are_unchanged_byte_for_byte() {
             assert_eq!(a.udp_raw(&bytes), b.udp_raw(&bytes), "{q:?}");
         }
     }
+    // The signed server's signatures, as /metrics counts them: the second
+    // name that does not exist takes the SOA's signature from the cache.
+    for name in [
+        "mail.example.test.",
+        "nope.example.test.",
+        "nope2.example.test.",
+    ] {
+        a.udp(&do_query(name, RecordType::A)).unwrap();
+    }
+    let samples = metrics(&a);
+    let zone = [("zone", "example.test.")];
+    assert!(metric(&samples, "mirrordns_dnssec_signatures_made_total", &zone) >= 3.0);
+    assert!(
+        metric(
+            &samples,
+            "mirrordns_dnssec_signature_cache_hits_total",
+            &zone
+        ) >= 1.0
+    );
+    assert!(metric(&samples, "mirrordns_dnssec_signature_cache_entries", &zone) >= 3.0);
     let nxdomain = a.udp(&query("nope.example.test.", RecordType::A)).unwrap();
     assert_eq!(
         nxdomain.metadata.response_code.to_string(),
