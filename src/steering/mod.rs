@@ -12,6 +12,9 @@
 //!   which silent sub-blocks to explore.
 //! - `table`: a service's cluster tries, answering (round robin, ranking,
 //!   explorations) and the sub-block containers.
+//! - `batch`: measurement batches checked whole, then applied.
+//! - `views`: what the engine shows of itself (quality, answer counts,
+//!   probe work, clusters) to the API, metrics and the status page.
 //!
 //! Concurrency: each service's clusters sit behind one `RwLock`. Answering a
 //! client whose sub-block is known takes only the read lock (query counters
@@ -21,6 +24,7 @@
 //! Copy-on-write snapshots would spare readers even that short wait, at the
 //! price of copying a table of a million clusters per batch.
 
+mod batch;
 mod decision;
 mod events;
 mod explain;
@@ -33,6 +37,7 @@ mod region;
 mod report;
 mod status;
 mod table;
+mod views;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -44,6 +49,7 @@ use ipnet::IpNet;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
+pub use batch::{Accepted, BatchError, MeasurementRequest, parse_client};
 pub use decision::Score;
 pub use events::{
     CAPACITY as EVENT_CAPACITY, Choice, Event, EventKind, EventLog, EventPage, Regroup,
@@ -56,6 +62,7 @@ pub use messages::probe_work;
 pub use query::{ClusterPage, ClusterQuery, SortKey};
 pub use report::warn_failing_open;
 pub use table::Decision;
+pub use views::{AnswerCount, ClusterView, MirrorState, Probe, QualityView, ServiceSummary};
 
 use measurements::MeasurementStore;
 use region::Inputs;
@@ -63,12 +70,6 @@ use status::MirrorStatus;
 use table::{Clusters, OperatorPrefixes, ServiceConfig, family_index};
 
 use crate::zone::{Family, Service, ZoneSet};
-
-/// Measurements may be stamped at most this far ahead of our clock (agents'
-/// clocks drift a little); beyond it a time is "in the future" and rejected.
-const CLOCK_SKEW: Seconds = 5;
-/// The largest plausible RTT, in milliseconds.
-const MAX_RTT_MS: f64 = 60_000.0;
 
 pub fn now() -> Seconds {
     SystemTime::now()
@@ -193,102 +194,6 @@ impl ServiceHandle {
     }
 }
 
-/// One measurement as a client of the API sends it, before validation.
-#[derive(Clone, Debug, Default)]
-pub struct MeasurementRequest {
-    pub mirror: String,
-    pub client: String,
-    pub rtt_ms: Option<f64>,
-    pub timeout: bool,
-    pub method: Option<String>,
-    pub time: Option<Seconds>,
-}
-
-/// Why a batch was refused; nothing of it was applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchError {
-    pub index: usize,
-    pub reason: String,
-}
-
-impl std::fmt::Display for BatchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "measurements[{}]: {}", self.index, self.reason)
-    }
-}
-
-/// A validated measurement, in the form that is journaled and replayed:
-/// by mirror name, because mirror ids only live as long as the process.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Accepted {
-    pub mirror: String,
-    pub client: IpNet,
-    pub measurement: Measurement,
-}
-
-/// Probe work for a mirror: a target to measure and the sub-block it stands for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Probe {
-    pub target: IpNet,
-    pub block: IpNet,
-    /// For a subnet target: resolver addresses the server saw asking with
-    /// it, which the agent tries before the subnet's own hosts.
-    pub resolvers: Vec<IpAddr>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QualityView {
-    pub service: String,
-    pub complete: u64,
-    pub learning: u64,
-    pub best: u64,
-    pub regret_us: u64,
-    pub answer_changes: u64,
-    /// Answers that explored a silent sub-block.
-    pub explored: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AnswerCount {
-    pub service: String,
-    pub by_mirror: Vec<(String, u64)>,
-    pub failed_open: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MirrorState {
-    pub name: String,
-    pub drained: bool,
-    pub down: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct ServiceSummary {
-    pub name: String,
-    pub zone: String,
-    pub mirrors: Vec<String>,
-    /// Each mirror's `capacity_qps` for the service, in `mirrors` order.
-    pub capacity_qps: Vec<Option<u64>>,
-    pub clusters: usize,
-    pub complete: usize,
-}
-
-#[derive(Clone, Debug)]
-pub struct ClusterView {
-    pub prefix: IpNet,
-    pub complete: bool,
-    /// The mirror a client of the cluster gets now.
-    pub mirror: Option<String>,
-    /// Moved off its best mirror, which is over capacity.
-    pub offloaded: bool,
-    /// Latency per mirror as the decision uses it; unmeasured mirrors absent.
-    pub rtt: Vec<(String, Score)>,
-    pub blocks: usize,
-    pub queries: u64,
-    /// Silent sub-blocks being explored.
-    pub exploring: usize,
-}
-
 impl Engine {
     /// The handles for every service of `zones`, zone by zone in the set's
     /// order. Tables of services that still exist keep what they learned;
@@ -362,70 +267,6 @@ impl Engine {
             table::reevaluate(&mut clusters, &inputs, all);
         }
         Arc::clone(table)
-    }
-
-    /// Validates a whole batch, then applies it: all or nothing.
-    pub fn apply(&self, batch: &[MeasurementRequest], now: Seconds) -> Result<usize, BatchError> {
-        let accepted = self.validate(batch, now)?;
-        self.apply_accepted(&accepted, now);
-        Ok(accepted.len())
-    }
-
-    /// Checks every item of a batch (SPEC section 3); the first bad one
-    /// rejects the batch.
-    pub fn validate(
-        &self,
-        batch: &[MeasurementRequest],
-        now: Seconds,
-    ) -> Result<Vec<Accepted>, BatchError> {
-        let bindings = self.bindings.read();
-        batch
-            .iter()
-            .enumerate()
-            .map(|(index, m)| {
-                validate(m, &bindings, now).map_err(|reason| BatchError { index, reason })
-            })
-            .collect()
-    }
-
-    /// Applies validated measurements as of `now` (the time they were first
-    /// applied, when replayed): stored per sub-block, then the clusters they
-    /// touch re-decided. Measurements of mirrors no service uses any more are
-    /// skipped.
-    pub fn apply_accepted(&self, batch: &[Accepted], now: Seconds) {
-        let bindings = self.bindings.read();
-        let mut per_table: Vec<(Arc<ServiceTable>, BTreeSet<IpNet>)> = Vec::new();
-        {
-            let mut store = self.store.write();
-            for m in batch {
-                let Some(id) = bindings.mirror_ids.get(&m.mirror).copied() else {
-                    continue;
-                };
-                if m.measurement.method == Method::Passive {
-                    let mut seen = self.passive_seen.lock();
-                    let last = seen.entry(id).or_default();
-                    *last = (*last).max(m.measurement.time);
-                }
-                for table in bindings.services_of.get(&id).into_iter().flatten() {
-                    let block = table.config.read().block_of(&m.client);
-                    store.record(block, id, m.measurement);
-                    match per_table.iter_mut().find(|(t, _)| Arc::ptr_eq(t, table)) {
-                        Some((_, blocks)) => {
-                            blocks.insert(block);
-                        }
-                        None => per_table.push((Arc::clone(table), BTreeSet::from([block]))),
-                    }
-                }
-            }
-        }
-        let store = self.store.read();
-        for (table, blocks) in per_table {
-            let config = Arc::clone(&table.config.read());
-            let inputs = self.inputs(&config, &store, now);
-            let mut clusters = table.clusters.write();
-            let dirty = table::register_measured(&mut clusters, &config, &blocks);
-            table::reevaluate(&mut clusters, &inputs, dirty);
-        }
     }
 
     /// What the rules read besides a table, as of `now`.
@@ -611,175 +452,6 @@ impl Engine {
             })
             .collect()
     }
-
-    /// How good each service's answers are, as far as its table knows.
-    pub fn quality(&self) -> Vec<QualityView> {
-        let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
-        tables
-            .iter()
-            .map(|t| {
-                let clusters = t.clusters.read();
-                let q = clusters.quality();
-                QualityView {
-                    service: t.config.read().name.clone(),
-                    complete: q.complete.load(Ordering::Relaxed),
-                    learning: q.learning.load(Ordering::Relaxed),
-                    best: q.best.load(Ordering::Relaxed),
-                    regret_us: q.regret_us.load(Ordering::Relaxed),
-                    answer_changes: q.answer_changes.load(Ordering::Relaxed),
-                    explored: q.explored.load(Ordering::Relaxed),
-                }
-            })
-            .collect()
-    }
-
-    /// Mean and largest age of the stored measurements, per mirror.
-    pub fn measurement_ages(&self, now: Seconds) -> Vec<(String, f64, Seconds)> {
-        let bindings = self.bindings.read();
-        let mut ages: BTreeMap<MirrorId, (f64, u64, Seconds)> = BTreeMap::new();
-        for (_, mirror, m) in self.store.read().iter() {
-            let age = now.saturating_sub(m.time);
-            let entry = ages.entry(mirror).or_insert((0.0, 0, 0));
-            entry.0 += age as f64;
-            entry.1 += 1;
-            entry.2 = entry.2.max(age);
-        }
-        ages.into_iter()
-            .filter_map(|(id, (sum, n, max))| {
-                Some((
-                    bindings.mirror_names.get(usize::from(id))?.clone(),
-                    sum / n as f64,
-                    max,
-                ))
-            })
-            .collect()
-    }
-
-    /// Answers given per service and mirror, and fail-open answers per service.
-    pub fn answer_counts(&self) -> Vec<AnswerCount> {
-        let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
-        let bindings = self.bindings.read();
-        tables
-            .iter()
-            .map(|t| AnswerCount {
-                service: t.config.read().name.clone(),
-                by_mirror: t
-                    .clusters
-                    .read()
-                    .answered()
-                    .filter(|(_, n)| *n > 0)
-                    .filter_map(|(id, n)| {
-                        Some((bindings.mirror_names.get(usize::from(id))?.clone(), n))
-                    })
-                    .collect(),
-                failed_open: t.failed_open.load(Ordering::Relaxed),
-            })
-            .collect()
-    }
-
-    /// Whether some service answers with mirror `name`.
-    pub fn has_mirror(&self, name: &str) -> bool {
-        self.known_mirror(name).is_some()
-    }
-
-    fn known_mirror(&self, name: &str) -> Option<MirrorId> {
-        let bindings = self.bindings.read();
-        bindings
-            .mirror_ids
-            .get(name)
-            .copied()
-            .filter(|id| bindings.services_of.contains_key(id))
-    }
-
-    /// Every mirror the zones name, with whether it is drained and down.
-    pub fn mirror_states(&self) -> Vec<MirrorState> {
-        let bindings = self.bindings.read();
-        let mut states: Vec<MirrorState> = bindings
-            .services_of
-            .keys()
-            .map(|id| MirrorState {
-                name: bindings.mirror_names[usize::from(*id)].clone(),
-                drained: self.status.is_drained(*id),
-                down: self.status.is_down(*id),
-            })
-            .collect();
-        states.sort_by(|a, b| a.name.cmp(&b.name));
-        states
-    }
-
-    /// Probe work for `mirror`: sub-blocks of every service using it that lack
-    /// a fresh measurement from it, never-measured and oldest first, one target
-    /// per sub-block, at most `limit`. `None` for an unknown mirror.
-    pub fn probes(&self, mirror: &str, now: Seconds, limit: usize) -> Option<Vec<Probe>> {
-        let bindings = self.bindings.read();
-        let id = *bindings.mirror_ids.get(mirror)?;
-        let store = self.store.read();
-        let mut wanted: BTreeMap<IpNet, (Seconds, IpNet, Option<IpAddr>)> = BTreeMap::new();
-        for table in bindings.services_of.get(&id).into_iter().flatten() {
-            let config = table.config.read();
-            let clusters = table.clusters.read();
-            for (_, cluster) in clusters.iter() {
-                for (block, info, _) in cluster.blocks.iter() {
-                    let last = store.get(block).and_then(|m| m.get(id));
-                    if last.is_some_and(|m| m.is_fresh(now, config.max_age)) {
-                        continue;
-                    }
-                    let age_key = last.map_or(0, |m| m.time);
-                    let target = info.target.unwrap_or(*block);
-                    wanted
-                        .entry(*block)
-                        .or_insert((age_key, target, info.resolver()));
-                }
-            }
-        }
-        let mut probes: Vec<(Seconds, Probe)> = wanted
-            .into_iter()
-            .map(|(block, (time, target, resolver))| {
-                let probe = Probe {
-                    target,
-                    block,
-                    resolvers: resolver.into_iter().collect(),
-                };
-                (time, probe)
-            })
-            .collect();
-        probes.sort_by_key(|(time, p)| (*time, p.block));
-        Some(probes.into_iter().take(limit).map(|(_, p)| p).collect())
-    }
-
-    pub fn services(&self) -> Vec<ServiceSummary> {
-        self.tables
-            .lock()
-            .values()
-            .map(|table| {
-                let config = table.config.read();
-                let clusters = table.clusters.read();
-                ServiceSummary {
-                    name: config.name.clone(),
-                    zone: table.zone.read().clone(),
-                    mirrors: config.mirror_names.clone(),
-                    capacity_qps: config.capacity_qps.clone(),
-                    clusters: clusters.len(),
-                    complete: clusters.iter().filter(|(_, c)| c.is_complete()).count(),
-                }
-            })
-            .collect()
-    }
-
-    /// The learned table of the service named `fqdn` (with or without the final dot).
-    pub fn clusters(&self, fqdn: &str, now: Seconds) -> Option<(String, Vec<ClusterView>)> {
-        let table = Arc::clone(self.tables.lock().get(&normalize_name(fqdn))?);
-        let config = Arc::clone(&table.config.read());
-        let bindings = self.bindings.read();
-        let store = self.store.read();
-        let inputs = self.inputs(&config, &store, now);
-        let clusters = table.clusters.read();
-        let views = clusters
-            .iter()
-            .map(|(prefix, cluster)| self.view(prefix, cluster, &bindings.mirror_names, &inputs))
-            .collect();
-        Some((config.name.clone(), views))
-    }
 }
 
 fn normalize_name(fqdn: &str) -> String {
@@ -846,62 +518,4 @@ fn service_config(service: &Service, bindings: &mut Bindings) -> ServiceConfig {
         max_age: service.max_age_s,
         margin: service.switch_margin,
     }
-}
-
-fn validate(m: &MeasurementRequest, bindings: &Bindings, now: Seconds) -> Result<Accepted, String> {
-    let mirror = *bindings
-        .mirror_ids
-        .get(&m.mirror)
-        .filter(|id| bindings.services_of.contains_key(id))
-        .ok_or_else(|| format!("unknown mirror {:?}", m.mirror))?;
-    let client = parse_client(&m.client)?;
-    let family = Family::of(client.addr());
-    let longest_block = bindings.services_of[&mirror]
-        .iter()
-        .map(|t| t.config.read().block_len(family))
-        .max()
-        .unwrap_or(0);
-    if client.prefix_len() < longest_block {
-        return Err(format!(
-            "client {} is shorter than the sub-block /{longest_block}: measure an address or a prefix of at least /{longest_block}",
-            m.client
-        ));
-    }
-    let rtt = match (m.rtt_ms, m.timeout) {
-        (Some(_), true) => return Err("give rtt_ms or timeout: true, not both".to_string()),
-        (Some(ms), false) if ms.is_finite() && ms > 0.0 && ms <= MAX_RTT_MS => Rtt::Ms(ms as f32),
-        (Some(ms), false) => return Err(format!("rtt_ms {ms} is not in (0, {MAX_RTT_MS}]")),
-        (None, true) => Rtt::Timeout,
-        (None, false) => return Err("missing rtt_ms (or timeout: true)".to_string()),
-    };
-    let method = match &m.method {
-        None => Method::Unspecified,
-        Some(text) => Method::parse(text)
-            .ok_or_else(|| format!("unknown method {text:?} (tcp, icmp or passive)"))?,
-    };
-    let time = m.time.unwrap_or(now);
-    if time > now + CLOCK_SKEW {
-        return Err(format!("time is {} s in the future", time - now));
-    }
-    Ok(Accepted {
-        mirror: m.mirror.clone(),
-        client,
-        measurement: Measurement { rtt, time, method },
-    })
-}
-
-/// An address (a host) or a prefix in CIDR form, with no host bits set.
-pub fn parse_client(text: &str) -> Result<IpNet, String> {
-    if let Ok(addr) = text.parse::<IpAddr>() {
-        return Ok(IpNet::from(addr));
-    }
-    let net: IpNet = text
-        .parse()
-        .map_err(|_| format!("client {text:?} is not an address or a prefix"))?;
-    if net.trunc() != net {
-        return Err(format!(
-            "client {text:?} has host bits set beyond the prefix"
-        ));
-    }
-    Ok(net)
 }
