@@ -228,7 +228,8 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
-        let query = wire::Query::parse(request);
+        let mut key: wire::KeyBuffer = [0; 257];
+        let query = wire::Query::parse(request, &mut key);
         let mut decided = None;
         if let Some(q) = &query {
             match self.answer_from_template(catalog, q, source, transport, out) {

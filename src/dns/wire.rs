@@ -55,14 +55,17 @@ pub struct QueryEdns<'a> {
     pub options: RequestOptions,
 }
 
+/// Where a query's key (its lowercase name, then its type) is written: the
+/// caller's, so that the query itself stays small to move.
+pub type KeyBuffer = [u8; MAX_NAME_LEN + 2];
+
 /// A query of the common shape, read without decoding it into records.
 pub struct Query<'a> {
     raw: &'a [u8],
     /// Where the question's name ends (it starts at the header's end).
     name_end: usize,
     /// The name in lowercase wire form, then the query type: the cache key.
-    key: [u8; MAX_NAME_LEN + 2],
-    key_len: usize,
+    key: &'a [u8],
     qtype: u16,
     edns: Option<QueryEdns<'a>>,
 }
@@ -71,8 +74,8 @@ impl<'a> Query<'a> {
     /// `None` for anything but one question of class IN with no records but
     /// an optional OPT (version 0, well-formed options), no name
     /// compression, nothing after it; and for the types answered specially
-    /// (zone transfers, OPT).
-    pub fn parse(raw: &'a [u8]) -> Option<Query<'a>> {
+    /// (zone transfers, OPT). The key is written into `key`.
+    pub fn parse(raw: &'a [u8], key: &'a mut KeyBuffer) -> Option<Query<'a>> {
         let flags = raw.get(2)?;
         let is_query = flags & 0x80 == 0;
         let opcode_query = (flags >> 3) & 0x0f == 0;
@@ -86,7 +89,6 @@ impl<'a> Query<'a> {
         }
         let name_len = name_len(&raw[HEADER_LEN..])?;
         let name_end = HEADER_LEN + name_len;
-        let mut key = [0u8; MAX_NAME_LEN + 2];
         let name = &mut key[..name_len];
         name.copy_from_slice(&raw[HEADER_LEN..name_end]);
         // Length octets are below 64, so lowercasing leaves them alone.
@@ -100,8 +102,7 @@ impl<'a> Query<'a> {
         let mut query = Query {
             raw,
             name_end,
-            key,
-            key_len: name_len + 2,
+            key: &key[..name_len + 2],
             qtype,
             edns: None,
         };
@@ -124,12 +125,12 @@ impl<'a> Query<'a> {
 
     /// The name in lowercase wire form.
     pub fn lower_name(&self) -> &[u8] {
-        &self.key[..self.key_len - 2]
+        &self.key[..self.key.len() - 2]
     }
 
     /// The lowercase name, then the type: what a template is found by.
     pub fn key(&self) -> &[u8] {
-        &self.key[..self.key_len]
+        self.key
     }
 
     pub fn edns(&self) -> Option<QueryEdns<'a>> {
@@ -278,7 +279,7 @@ mod tests {
     #[test]
     fn reads_the_name_lowercased_with_its_type_as_the_key() {
         let raw = query(None);
-        let q = Query::parse(&raw).unwrap();
+        let q = Query::parse(&raw, &mut [0; 257]).unwrap();
         assert_eq!(q.lower_name(), b"\x03www\x01t\x00");
         assert_eq!(q.key(), b"\x03www\x01t\x00\x00\x01");
         assert_eq!(q.qtype(), 1);
@@ -290,7 +291,7 @@ mod tests {
     fn reads_an_ecs_option_and_refuses_malformed_ones() {
         let good = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let raw = query(Some(&good));
-        let q = Query::parse(&raw).unwrap();
+        let q = Query::parse(&raw, &mut [0; 257]).unwrap();
         assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
         assert_eq!(q.edns_payload(), Some(1232));
         for bad in [
@@ -301,7 +302,10 @@ mod tests {
             &[0, 10, 0, 5, 1, 2, 3, 4, 5],                   // a cookie too short
             &[0, 8, 0, 4, 0, 1, 0, 0, 0, 8, 0, 4, 0, 1, 0, 0], // ECS twice
         ] {
-            assert!(Query::parse(&query(Some(bad))).is_none(), "{bad:?}");
+            assert!(
+                Query::parse(&query(Some(bad)), &mut [0; 257]).is_none(),
+                "{bad:?}"
+            );
         }
     }
 
@@ -314,14 +318,21 @@ mod tests {
             0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100,
         ];
         let mut raw = query(Some(&options));
-        let q = Query::parse(&raw).unwrap();
+        let q = Query::parse(&raw, &mut [0; 257]).unwrap();
         assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
         assert_eq!(q.cookie().unwrap().client, [1, 2, 3, 4, 5, 6, 7, 8]);
         let edns = q.edns().unwrap();
         assert!(edns.options.nsid && !edns.opt.dnssec_ok);
         let do_at = raw.len() - options.len() - 4;
         raw[do_at] = 0x80;
-        assert!(Query::parse(&raw).unwrap().edns().unwrap().opt.dnssec_ok);
+        assert!(
+            Query::parse(&raw, &mut [0; 257])
+                .unwrap()
+                .edns()
+                .unwrap()
+                .opt
+                .dnssec_ok
+        );
     }
 
     #[test]
@@ -338,7 +349,7 @@ mod tests {
         let at = version_1.len() - 5;
         version_1[at] = 1;
         for raw in [compressed, two_questions, response, trailing, version_1] {
-            assert!(Query::parse(&raw).is_none());
+            assert!(Query::parse(&raw, &mut [0; 257]).is_none());
         }
     }
 
