@@ -350,13 +350,14 @@ mod tests {
             nsid: true,
             ecs: Some((1, 24)),
         };
-        assert_eq!(shape(&Query::parse(&raw, &mut [0; 257]).unwrap()), expected);
+        let mut key = [0; 257];
+        assert_eq!(shape(&Query::parse(&raw, &mut key).unwrap()), expected);
         assert_eq!(opt_len(expected, 4 + 5), 11 + 28 + 9 + 11);
         assert_eq!(opt_len(expected, 0), 11 + 28 + 11);
         let do_at = raw.len() - options.len() - 4;
         raw[do_at] = 0x80;
         assert!(matches!(
-            shape(&Query::parse(&raw, &mut [0; 257]).unwrap()),
+            shape(&Query::parse(&raw, &mut key).unwrap()),
             Shape::Edns {
                 dnssec_ok: true,
                 ..

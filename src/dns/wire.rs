@@ -279,7 +279,8 @@ mod tests {
     #[test]
     fn reads_the_name_lowercased_with_its_type_as_the_key() {
         let raw = query(None);
-        let q = Query::parse(&raw, &mut [0; 257]).unwrap();
+        let mut key = [0; 257];
+        let q = Query::parse(&raw, &mut key).unwrap();
         assert_eq!(q.lower_name(), b"\x03www\x01t\x00");
         assert_eq!(q.key(), b"\x03www\x01t\x00\x00\x01");
         assert_eq!(q.qtype(), 1);
@@ -291,7 +292,8 @@ mod tests {
     fn reads_an_ecs_option_and_refuses_malformed_ones() {
         let good = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let raw = query(Some(&good));
-        let q = Query::parse(&raw, &mut [0; 257]).unwrap();
+        let mut key = [0; 257];
+        let q = Query::parse(&raw, &mut key).unwrap();
         assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
         assert_eq!(q.edns_payload(), Some(1232));
         for bad in [
@@ -318,7 +320,8 @@ mod tests {
             0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100,
         ];
         let mut raw = query(Some(&options));
-        let q = Query::parse(&raw, &mut [0; 257]).unwrap();
+        let mut key = [0; 257];
+        let q = Query::parse(&raw, &mut key).unwrap();
         assert_eq!(q.ecs_client(), Some("198.51.100.0/24".parse().unwrap()));
         assert_eq!(q.cookie().unwrap().client, [1, 2, 3, 4, 5, 6, 7, 8]);
         let edns = q.edns().unwrap();
