@@ -10,10 +10,11 @@
 //! - [`zone`]: the YAML zone format, its validation (errors with file, line
 //!   and column) and the immutable zones the server answers from.
 //! - [`dns`]: the DNS front end: wire bytes in, wire bytes out (flags, EDNS,
-//!   ECS, truncation), the zone lookup, response rate limiting, and the
-//!   UDP/TCP listeners with their limits.
+//!   ECS, cookies, truncation), the zone lookup, signed answers, templates,
+//!   response rate limiting, and the UDP/TCP listeners with their limits.
 //! - [`dnssec`]: signing keys, online RRSIGs with their cache, compact
-//!   denial of existence (RFC 9824), `mirrordns dnssec keygen|ds`.
+//!   denial of existence (RFC 9824); [`zone`] gives each signed zone its
+//!   signer and [`dns`] signs answers with it.
 //! - [`steering`]: which mirror answers which client: clusters, learning,
 //!   splitting, health and drain, load, explanations; pure, it knows nothing
 //!   of DNS wire formats or HTTP.
@@ -39,6 +40,10 @@
 //!   the journal, a publisher); none of them imports it.
 //! - [`table`]: `mirrordns table` and `mirrordns why`, read from a running
 //!   server's API.
+//! - [`dnssec_cli`]: `mirrordns dnssec keygen` and `mirrordns dnssec ds`,
+//!   over [`zone`] and [`dnssec`].
+//! - `src/ui/`: the status page's HTML, script and style, served by
+//!   [`api`] at `/ui`.
 //! - `main.rs`: the command line only.
 
 pub mod agent;
@@ -46,6 +51,7 @@ pub mod api;
 pub mod app;
 pub mod dns;
 pub mod dnssec;
+pub mod dnssec_cli;
 pub mod health;
 pub mod metrics;
 pub mod nats;

@@ -86,7 +86,7 @@ enum Command {
     },
     /// DNSSEC keys: write a key file, print a zone's DS for its parent.
     #[command(subcommand)]
-    Dnssec(mirrordns::dnssec::cli::DnssecCommand),
+    Dnssec(mirrordns::dnssec_cli::DnssecCommand),
 }
 
 #[derive(clap::Args)]
@@ -348,7 +348,7 @@ fn main() -> ExitCode {
         },
         Command::Check { paths } => check(&paths),
         Command::Import { file, origin } => import(&file, origin.as_deref()),
-        Command::Dnssec(command) => mirrordns::dnssec::cli::run(command),
+        Command::Dnssec(command) => mirrordns::dnssec_cli::run(command),
     }
 }
 

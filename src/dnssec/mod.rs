@@ -11,12 +11,10 @@
 //! - [`denial`]: compact denial of existence (RFC 9824): the NSEC for a
 //!   name that does not exist (with NXNAME), for NODATA and for a cut
 //!   without DS.
-//! - [`cli`]: `mirrordns dnssec keygen` and `mirrordns dnssec ds`.
 //!
 //! The cryptography (signing, key generation, digests) is hickory-proto's
 //! DNSSEC support on ring; none is written here.
 
-pub mod cli;
 pub mod denial;
 pub mod keys;
 pub mod sign;

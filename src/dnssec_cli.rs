@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use hickory_proto::rr::Name;
 
-use super::keys::{self, KeyAlgorithm, ZoneKey};
+use crate::dnssec::keys::{self, KeyAlgorithm, ZoneKey};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DnssecCommand {
