@@ -32,6 +32,17 @@ pub(super) fn register(
     register_ages(registry, engine, now);
     register_clusters(registry, engine);
     register_mirrors(registry, engine, backlog, now);
+    register_load_ticks(registry, engine);
+}
+
+fn register_load_ticks(registry: &mut Registry, engine: &Engine) {
+    let ticks = Counter::<u64>::default();
+    ticks.inc_by(engine.load_ticks());
+    registry.register(
+        "load_ticks",
+        "Load ticks run (moves off overloaded mirrors and back), moves or not",
+        ticks,
+    );
 }
 
 fn register_answers(registry: &mut Registry, engine: &Engine) {

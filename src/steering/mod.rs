@@ -95,6 +95,8 @@ pub struct Engine {
     /// Recent splits, merges, switches, load moves, health changes,
     /// drains and reloads (`GET /v1/events`).
     events: EventLog,
+    /// Load ticks run ([`Engine::rebalance`]), moves or not.
+    load_ticks: AtomicU64,
 }
 
 /// `serve --max-blocks` when nothing sets it.
@@ -407,9 +409,15 @@ impl Engine {
             .collect()
     }
 
+    /// Load ticks run so far: a tick that moves nothing shows here.
+    pub fn load_ticks(&self) -> u64 {
+        self.load_ticks.load(Ordering::Relaxed)
+    }
+
     /// One load tick over every service (see `load`): moves clusters off
     /// mirrors over capacity and back; returns the moves with mirror names.
     pub fn rebalance(&self, now: Seconds, elapsed_s: f64) -> Vec<(Move, String, String)> {
+        self.load_ticks.fetch_add(1, Ordering::Relaxed);
         let tables: Vec<Arc<ServiceTable>> = self.tables.lock().values().cloned().collect();
         let reported = self.fresh_reports(now);
         let mut moves = Vec::new();
