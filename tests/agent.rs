@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -304,29 +304,13 @@ impl FakeApi {
 
 /// Answers one HTTP/1.1 request, then closes the connection.
 fn fake_api_answer(
-    mut stream: TcpStream,
+    stream: TcpStream,
     work: &[Value],
     fetches: &mut usize,
     posted: &Mutex<Vec<Value>>,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+    let (request, body) = read_http_request(&stream)?;
     let answer = if request.starts_with("GET /v1/probes") {
         let list = work[(*fetches).min(work.len() - 1)].clone();
         *fetches += 1;
@@ -341,12 +325,7 @@ fn fake_api_answer(
         posted.lock().unwrap().extend(items);
         json!({ "accepted": accepted })
     };
-    let answer = answer.to_string();
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-        answer.len()
-    )
+    write_json_response(&stream, "200 OK", &answer)
 }
 
 /// Loopback hosts on one TCP port: `silent` ones that answer nothing (black

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -304,24 +303,8 @@ fn server_refusing_batches() -> String {
 }
 
 /// Answers one HTTP/1.1 request, then closes the connection.
-fn answer_refusing_batches(mut stream: TcpStream) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+fn answer_refusing_batches(stream: TcpStream) -> std::io::Result<()> {
+    let (request, body) = read_http_request(&stream)?;
     let batch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (status, answer) = if request.starts_with("GET /v1/probes") {
         (
@@ -336,12 +319,7 @@ fn answer_refusing_batches(mut stream: TcpStream) -> std::io::Result<()> {
             json!({"error": "missing or wrong bearer token"}),
         )
     };
-    let answer = answer.to_string();
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-        answer.len()
-    )
+    write_json_response(&stream, status, &answer)
 }
 
 #[test]

@@ -103,33 +103,6 @@ fn dnskey(s: &Server) -> String {
     }
 }
 
-/// `delv` asking the server on `dns` for `qname qtype`, with `anchor` (a
-/// DNSKEY's RDATA) as the trust anchor of example.test.: stdout and stderr.
-fn delv(dir: &Path, dns: std::net::SocketAddr, anchor: &str, qname: &str, qtype: &str) -> String {
-    let anchors = dir.join("anchors.conf");
-    let fields: Vec<&str> = anchor.splitn(4, ' ').collect();
-    std::fs::write(
-        &anchors,
-        format!(
-            "trust-anchors {{ example.test. static-key {} {} {} \"{}\"; }};\n",
-            fields[0], fields[1], fields[2], fields[3]
-        ),
-    )
-    .unwrap();
-    let output = Command::new("delv")
-        .arg(format!("@{}", dns.ip()))
-        .args(["-p", &dns.port().to_string(), "-a"])
-        .arg(&anchors)
-        .args(["+root=example.test.", qname, qtype])
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn delv_validates_every_kind_of_answer() {
     program("delv", "bind9-dnsutils");

@@ -10,11 +10,11 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::thread;
+
+use common::delv;
 
 use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, NS, SOA};
@@ -203,39 +203,6 @@ fn serve(zone: Arc<Zone>) -> u16 {
     port
 }
 
-/// Runs delv for `qname qtype` against the responder on `port` with
-/// `anchor` (a DNSKEY's RDATA) as the trust anchor of example.test.;
-/// stdout and stderr.
-fn delv(dir: &Path, port: u16, anchor: &str, qname: &str, qtype: &str) -> String {
-    let anchors = dir.join("anchors.conf");
-    let mut fields = anchor.splitn(4, ' ');
-    let (flags, protocol, algorithm, key) = (
-        fields.next().unwrap(),
-        fields.next().unwrap(),
-        fields.next().unwrap(),
-        fields.next().unwrap(),
-    );
-    std::fs::write(
-        &anchors,
-        format!(
-            "trust-anchors {{ example.test. static-key {flags} {protocol} {algorithm} \"{key}\"; }};\n"
-        ),
-    )
-    .unwrap();
-    let output = Command::new("delv")
-        .arg("@127.0.0.1")
-        .args(["-p", &port.to_string(), "-a"])
-        .arg(&anchors)
-        .args(["+root=example.test.", qname, qtype])
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn delv_validates_signed_answers_and_compact_denials() {
     common::program("delv", "bind9-dnsutils");
@@ -254,7 +221,13 @@ fn delv_validates_signed_answers_and_compact_denials() {
             ("a.b.wild.example.test.", "A", "192.0.2.7"),
         ];
         for (qname, qtype, expected) in positive {
-            let out = delv(dir.path(), port, &anchor, qname, qtype);
+            let out = delv(
+                dir.path(),
+                ([127, 0, 0, 1], port).into(),
+                &anchor,
+                qname,
+                qtype,
+            );
             assert!(
                 out.contains("; fully validated") && out.contains(expected),
                 "{algorithm} {qname} {qtype}: {out}"
@@ -270,7 +243,13 @@ fn delv_validates_signed_answers_and_compact_denials() {
             ("deep.nope.example.test.", "MX", true),
         ];
         for (qname, qtype, nxname) in negative {
-            let out = delv(dir.path(), port, &anchor, qname, qtype);
+            let out = delv(
+                dir.path(),
+                ([127, 0, 0, 1], port).into(),
+                &anchor,
+                qname,
+                qtype,
+            );
             assert!(
                 out.contains("; negative response, fully validated")
                     && out.contains(&format!("NSEC \\000.{qname} "))
@@ -280,7 +259,13 @@ fn delv_validates_signed_answers_and_compact_denials() {
         }
         // The control: another key as trust anchor validates nothing.
         let other = ZoneKey::generate(algorithm).unwrap().dnskey().to_string();
-        let out = delv(dir.path(), port, &other, "www.example.test.", "A");
+        let out = delv(
+            dir.path(),
+            ([127, 0, 0, 1], port).into(),
+            &other,
+            "www.example.test.",
+            "A",
+        );
         assert!(
             !out.contains("fully validated") && out.contains("resolution failed"),
             "{out}"

@@ -539,3 +539,69 @@ impl Knot {
         knot
     }
 }
+
+/// One HTTP/1.1 request read off `stream`, as a fake API server in a test
+/// takes it: the request line and the body (by its Content-Length).
+pub fn read_http_request(stream: &TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok((request, body))
+}
+
+/// Answers a fake API's request with `status` ("200 OK") and a JSON body,
+/// then the connection closes.
+pub fn write_json_response(
+    mut stream: &TcpStream,
+    status: &str,
+    body: &serde_json::Value,
+) -> std::io::Result<()> {
+    let body = body.to_string();
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// BIND's `delv` asking the server at `dns` for `qname qtype`, with
+/// `anchor` (a DNSKEY's RDATA: flags, protocol, algorithm, key) as the
+/// trust anchor of example.test., written into `dir`: stdout and stderr.
+pub fn delv(dir: &Path, dns: SocketAddr, anchor: &str, qname: &str, qtype: &str) -> String {
+    let anchors = dir.join("anchors.conf");
+    let fields: Vec<&str> = anchor.splitn(4, ' ').collect();
+    std::fs::write(
+        &anchors,
+        format!(
+            "trust-anchors {{ example.test. static-key {} {} {} \"{}\"; }};\n",
+            fields[0], fields[1], fields[2], fields[3]
+        ),
+    )
+    .unwrap();
+    let output = Command::new(program("delv", "bind9-dnsutils"))
+        .arg(format!("@{}", dns.ip()))
+        .args(["-p", &dns.port().to_string(), "-a"])
+        .arg(&anchors)
+        .args(["+root=example.test.", qname, qtype])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
