@@ -58,13 +58,29 @@ services:
 
 /// Writes a key of `algorithm` with `mirrordns dnssec keygen` into `dir`.
 fn keygen(dir: &Path, algorithm: &str) {
-    let status = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
-        .args(["dnssec", "keygen", "--algorithm", algorithm, "--out"])
-        .arg(dir.join("zone.key"))
-        .stdout(Stdio::null())
-        .status()
+    keygen_for(dir, "zone.key", algorithm, "example.test.");
+}
+
+/// Writes a key of `algorithm` for `zone` into `dir/file`; returns the DS
+/// record's RDATA `keygen` prints for the parent.
+fn keygen_for(dir: &Path, file: &str, algorithm: &str, zone: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args([
+            "dnssec",
+            "keygen",
+            "--algorithm",
+            algorithm,
+            "--zone",
+            zone,
+            "--out",
+        ])
+        .arg(dir.join(file))
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let ds = stdout.lines().find_map(|l| l.split_once(" IN DS "));
+    ds.map(|(_, rdata)| rdata.to_string()).unwrap_or_default()
 }
 
 /// A zone directory with a key file and the zone signed with it.
@@ -394,6 +410,77 @@ impl Drop for Unbound {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A child zone of example.test. with one host, signed with `key_file`
+/// or not.
+fn child_zone(origin: &str, host: &str, key_file: Option<&str>) -> String {
+    let mut text = format!(
+        "origin: {origin}\nsoa: {{mname: ns.{origin}, rname: hostmaster.{origin}, serial: 1, refresh: 3600, retry: 600, expire: 1209600, minimum: 60}}\nrecords:\n  '': {{type: NS, value: ns.{origin}}}\n  ns: {{type: A, value: 127.0.0.1}}\n  host: {{type: A, value: {host}}}\n"
+    );
+    if let Some(file) = key_file {
+        text.push_str(&format!("dnssec: {{key_file: {file}}}\n"));
+    }
+    text
+}
+
+#[test]
+fn unbound_validates_a_signed_child_through_the_parents_ds() {
+    program("unbound", "unbound");
+    // One server for the parent and both children, as a provider serves a
+    // zone and its delegations; the parent's side answers the DS.
+    let dir = zone_dir(&[]);
+    keygen(dir.path(), "ecdsap256sha256");
+    let child_ds = keygen_for(dir.path(), "child.key", "ed25519", "sec.example.test.");
+    let fields: Vec<&str> = child_ds.split_whitespace().collect();
+    let parent = zone_text(Some("{key_file: zone.key}"))
+        .replace("value: 192.0.2.53}", "value: 127.0.0.1}")
+        .replace("value: 192.0.2.54}", "value: 127.0.0.1}")
+        .replace(
+            "{key_tag: 12345, algorithm: 13, digest_type: 2, digest: 2328E81CA946E65F04B899FB67C4C7FB6528028422019E070D34CD363CFFC597}",
+            &format!(
+                "{{key_tag: {}, algorithm: {}, digest_type: {}, digest: {}}}",
+                fields[0], fields[1], fields[2], fields[3]
+            ),
+        );
+    for (file, text) in [
+        ("example.test.yaml", parent),
+        (
+            "sec.example.test.yaml",
+            child_zone("sec.example.test.", "192.0.2.60", Some("child.key")),
+        ),
+        (
+            "lab.example.test.yaml",
+            child_zone("lab.example.test.", "192.0.2.61", None),
+        ),
+    ] {
+        std::fs::write(dir.path().join(file), text).unwrap();
+    }
+    let s = Server::start(dir.path());
+    let ds = s
+        .udp(&do_query("sec.example.test.", RecordType::DS))
+        .unwrap();
+    assert!(
+        answers(&ds).iter().any(|r| r.contains(" DS ")),
+        "the parent's side answers the DS: {ds:?}"
+    );
+    let unbound = Unbound::start(&s, &dnskey(&s));
+    let flags = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with(";; flags:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let signed = unbound.dig(&["host.sec.example.test.", "A"]);
+    assert!(flags(&signed).contains(" ad"), "{signed}");
+    assert!(signed.contains("192.0.2.60"), "{signed}");
+    // The parent proves lab has no DS: an insecure answer, not a failure.
+    let unsigned = unbound.dig(&["host.lab.example.test.", "A"]);
+    assert!(
+        unsigned.contains("status: NOERROR") && unsigned.contains("192.0.2.61"),
+        "{unsigned}"
+    );
+    assert!(!flags(&unsigned).contains(" ad"), "{unsigned}");
 }
 
 #[test]

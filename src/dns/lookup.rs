@@ -73,7 +73,7 @@ impl Catalog {
         resolver: IpAddr,
         decided: Option<Decision>,
     ) -> Answer {
-        let Some((zone_index, zone)) = self.zones.zone_for(qname) else {
+        let Some((zone_index, zone)) = self.zones.zone_answering(qname, qtype) else {
             return Answer {
                 rcode: ResponseCode::Refused,
                 ..Answer::default()

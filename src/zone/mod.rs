@@ -397,12 +397,22 @@ impl ZoneSet {
         ZoneSet { zones }
     }
 
-    /// The most specific zone that holds `name`, with its index in [`Self::zones`].
-    pub fn zone_for(&self, name: &Name) -> Option<(usize, &Arc<Zone>)> {
-        self.zones
+    /// The zone that answers `qtype` at `name`, with its index in
+    /// [`Self::zones`]: the most specific that holds
+    /// it, except for a DS at a child zone's apex, which the parent's side
+    /// of the cut answers when the parent is loaded too (RFC 4035 section
+    /// 3.1.4.1).
+    pub fn zone_answering(&self, name: &Name, qtype: RecordType) -> Option<(usize, &Arc<Zone>)> {
+        let mut holding = self
+            .zones
             .iter()
             .enumerate()
-            .find(|(_, z)| z.origin.zone_of(name))
+            .filter(|(_, z)| z.origin.zone_of(name));
+        let most_specific = holding.next()?;
+        if qtype == RecordType::DS && most_specific.1.origin == *name {
+            return holding.next().or(Some(most_specific));
+        }
+        Some(most_specific)
     }
 
     pub fn zones(&self) -> &[Arc<Zone>] {
