@@ -242,7 +242,7 @@ fn an_unsigned_zone_or_a_bad_file_is_an_error_not_a_crash() {
     for (args, expected) in [
         (
             vec!["ds", "bad.yaml"],
-            "bad.key:2: unexpected \"not a key\"",
+            "bad.key:2: unexpected text (not quoted: a key file's lines may be secret)",
         ),
         (vec!["ds", "missing.yaml"], "missing.yaml: cannot read"),
         (

@@ -36,7 +36,7 @@
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -53,6 +53,8 @@ pub const CSK_FLAGS: u16 = 257;
 
 /// The subdirectory of the state directory holding generated keys.
 pub const STATE_KEYS_DIR: &str = "keys";
+/// The longest key file read (a key file is a few hundred bytes).
+const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 
 const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
 const PEM_END: &str = "-----END PRIVATE KEY-----";
@@ -210,10 +212,22 @@ impl ZoneKey {
     /// Reads a key file (see the module documentation). Every problem is
     /// an error naming the file (and the line where there is one).
     pub fn load(path: &Path) -> Result<ZoneKey, KeyError> {
-        let text = fs::read_to_string(path).map_err(|source| KeyError::Read {
+        let read_error = |source| KeyError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        // A key file is a few hundred bytes: stop early on anything that
+        // never ends (a device, a log), which would hang a reload.
+        fs::File::open(path)
+            .and_then(|f| f.take(MAX_KEY_FILE_LEN + 1).read_to_string(&mut text))
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_KEY_FILE_LEN {
+            return Err(KeyError::Key {
+                path: path.to_path_buf(),
+                message: format!("larger than {MAX_KEY_FILE_LEN} bytes: not a key file"),
+            });
+        }
         let key = ZoneKey::parse(path, &text)?;
         if fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
             warn!(
@@ -276,7 +290,7 @@ impl ZoneKey {
                     return Err(format(
                         n,
                         format!(
-                            "unexpected {line:?}: a key file holds comments (#), `algorithm: NAME` and the PEM private key"
+                            "unexpected text (not quoted: a key file's lines may be secret): a key file holds comments (#), `algorithm: NAME` and the PEM private key"
                         ),
                     ));
                 }
@@ -716,7 +730,7 @@ pub(crate) mod tests {
             ),
             (
                 good.replace("algorithm: ecdsap256sha256", "colour: blue"),
-                "zone.key:5: unexpected \"colour: blue\"",
+                "zone.key:5: unexpected text (not quoted",
             ),
             (
                 good.replace(PEM_END, ""),
@@ -745,6 +759,14 @@ pub(crate) mod tests {
             let e = ZoneKey::parse(path, &text).unwrap_err().to_string();
             assert!(e.contains(expected), "{e:?} should say {expected:?}");
         }
+        // A key file whose BEGIN line is lost: its key's lines are never
+        // quoted (errors reach logs, the API and the status page).
+        let body_line = good.lines().nth(6).unwrap();
+        let beheaded = good.replace(PEM_BEGIN, "");
+        let e = ZoneKey::parse(path, &beheaded).unwrap_err().to_string();
+        assert!(!e.contains(body_line), "{e}");
+        let endless = ZoneKey::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(endless.to_string().contains("not a key file"), "{endless}");
         // `openssl genpkey -algorithm ed25519`
         let openssl_ed25519 = "-----BEGIN PRIVATE KEY-----\n\
             MC4CAQAwBQYDK2VwBCIEIDDRVs7sNBhXWhTv6JKmA2nd9Jm7NhMj/rOg0YXY+yKd\n\
