@@ -337,6 +337,38 @@ fn check_reads_the_key_file_and_places_ds_records() {
     );
 }
 
+#[test]
+fn check_refuses_what_cannot_be_signed() {
+    let dir = zone_dir(&[(
+        "example.test.yaml",
+        &zone_text(Some("{key_file: zone.key}"))
+            .replace(
+                "    - {type: NS, values: [ns1.example.test.]}",
+                "    - {type: NS, values: [ns1.example.test.]}\n    - {type: DS, value: {key_tag: 1, algorithm: 13, digest_type: 2, digest: '00'}}\n    - {type: DS, value: {key_tag: 2, algorithm: 13, digest_type: 1, digest: 0102030405060708090A0B0C0D0E0F1011121314}}",
+            )
+            .replace(
+                "  '*.users': {type: A, value: 192.0.2.80}",
+                "  '*.users': {type: A, value: 192.0.2.80}\n  '*.zone': {type: NS, value: ns1.example.test.}\n  mail2: [{type: NS, value: ns1.example.test.}, {type: DS, value: {key_tag: 1, algorithm: 13, digest_type: 9, digest: ''}}]",
+            ),
+    )]);
+    keygen(dir.path(), "ecdsap256sha256");
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(!output.status.success(), "{text}");
+    for expected in [
+        "digest: a digest of type 2 is 32 bytes",
+        "digest: expected hex digits, found none",
+        "NS at the wildcard *.zone.example.test.: a wildcard cannot delegate",
+        "DS at the apex example.test.: a zone's own DS belongs in its parent zone",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+}
+
 /// unbound on a loopback port, validating with the zone's key and sending
 /// ECS to the server, which it reaches as a stub zone.
 struct Unbound {

@@ -410,11 +410,19 @@ fn check_node(
     }
     let has_ns = entries.iter().any(|e| e.rtype == RecordType::NS);
     for e in entries.iter().filter(|e| e.rtype == RecordType::DS) {
-        if is_apex || !has_ns {
+        if is_apex {
             diagnostics.error(
                 Some(e.position),
                 format!(
-                    "DS at {} without NS: a DS record belongs at a delegation, beside the child zone's NS records (the zone's own DS is given to the parent: `mirrordns dnssec ds`)",
+                    "DS at the apex {}: a zone's own DS belongs in its parent zone (`mirrordns dnssec ds` prints it); here DS records go at delegations",
+                    owner()
+                ),
+            );
+        } else if !has_ns {
+            diagnostics.error(
+                Some(e.position),
+                format!(
+                    "DS at {} without NS: a DS record belongs at a delegation, beside the child zone's NS records",
                     owner()
                 ),
             );

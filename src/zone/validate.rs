@@ -1,7 +1,8 @@
 //! Checks over a built [`Zone`], as `named-checkzone` and `knotc zone-check`
 //! make them: the apex has NS records, no CNAME loop, no service hidden by a
 //! zone cut (errors); NS targets in the zone have an address, nothing but glue
-//! lies below a zone cut (warnings).
+//! lies below a zone cut (warnings); no delegation at a wildcard (an error
+//! in a signed zone, a warning otherwise).
 //!
 //! The checks see names and records only, never the file: each finding names
 //! what it is about ([`Subject`]) and the reader of the file turns that into a
@@ -41,6 +42,7 @@ pub(super) fn validate(zone: &Zone) -> Vec<Finding> {
     cname_loops(zone, &mut findings);
     let targets = ns_targets_have_addresses(zone, &mut findings);
     nothing_but_glue_below_cuts(zone, &targets, &mut findings);
+    no_wildcard_delegations(zone, &mut findings);
     findings
 }
 
@@ -75,6 +77,36 @@ fn sorted_nodes<'z>(zone: &'z Zone, keep: impl Fn(&Node) -> bool) -> Vec<(LowerN
 /// The name as written in the zone.
 fn owner_name(_key: &LowerName, node: &Node) -> Name {
     node.name()
+}
+
+/// NS or DS at a wildcard owner: RFC 4592 section 4.2 leaves what it means
+/// undefined, and the answers under it cannot be proven in a signed zone
+/// (validators reject them). An error in a signed zone; a warning otherwise,
+/// so an unsigned zone that served yesterday still loads.
+fn no_wildcard_delegations(zone: &Zone, findings: &mut Vec<Finding>) {
+    let signed = zone.dnssec.is_some();
+    for (_, node) in sorted_nodes(zone, |n| n.name().is_wildcard()) {
+        for rtype in [RecordType::NS, RecordType::DS] {
+            if !node.has(rtype) {
+                continue;
+            }
+            let subject = Subject::Records(vec![(node.name(), Some(rtype))]);
+            let message = format!(
+                "{rtype} at the wildcard {}: a wildcard cannot delegate (RFC 4592 section 4.2){}",
+                node.name(),
+                if signed {
+                    "; in a signed zone validators reject every answer under it"
+                } else {
+                    ""
+                }
+            );
+            if signed {
+                error(findings, subject, message);
+            } else {
+                warning(findings, subject, message);
+            }
+        }
+    }
 }
 
 fn apex_has_ns(zone: &Zone, findings: &mut Vec<Finding>) {

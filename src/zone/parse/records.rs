@@ -236,17 +236,20 @@ fn ds(key_tag: u16, algorithm: u8, digest_type: u8, digest: &str) -> Result<DNSS
     let digest = data_encoding::HEXUPPER
         .decode(hex.as_bytes())
         .map_err(|_| format!("digest: expected hex digits, found {digest:?}"))?;
-    let digest_type = DigestType::from(digest_type);
+    if digest.is_empty() {
+        return Err("digest: expected hex digits, found none".to_string());
+    }
+    // The digest types IANA lists: SHA-1, SHA-256, GOST R 34.11-94,
+    // SHA-384, GOST R 34.11-2012, SM3.
     let wanted = match digest_type {
-        DigestType::SHA1 => Some(20),
-        DigestType::SHA256 => Some(32),
-        DigestType::SHA384 => Some(48),
+        1 => Some(20),
+        2 | 3 | 5 | 6 => Some(32),
+        4 => Some(48),
         _ => None,
     };
     if let Some(len) = wanted.filter(|len| *len != digest.len()) {
         return Err(format!(
-            "digest: a digest of type {} is {len} bytes ({} hex digits), found {}",
-            u8::from(digest_type),
+            "digest: a digest of type {digest_type} is {len} bytes ({} hex digits), found {}",
             len * 2,
             digest.len()
         ));
@@ -254,7 +257,7 @@ fn ds(key_tag: u16, algorithm: u8, digest_type: u8, digest: &str) -> Result<DNSS
     Ok(DNSSECRData::DS(DS::new(
         key_tag,
         Algorithm::from_u8(algorithm),
-        digest_type,
+        DigestType::from(digest_type),
         digest,
     )))
 }
