@@ -289,9 +289,7 @@ impl ZoneKey {
                 _ => {
                     return Err(format(
                         n,
-                        format!(
-                            "unexpected text (not quoted: a key file's lines may be secret): a key file holds comments (#), `algorithm: NAME` and the PEM private key"
-                        ),
+                        "unexpected text (not quoted: a key file's lines may be secret): a key file holds comments (#), `algorithm: NAME` and the PEM private key".to_string(),
                     ));
                 }
             }
