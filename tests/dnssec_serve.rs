@@ -277,7 +277,15 @@ fn a_restart_keeps_the_key_and_instances_with_one_key_file_agree() {
     let key = dnskey(&first);
     assert!(key.starts_with("257 3 13 "), "{key}");
     first.stop();
-    let again = Server::start_in(zones.path(), state.path(), &[], Some(TOKEN));
+    let mut again = Server::start_in(zones.path(), state.path(), &[], Some(TOKEN));
+    assert_eq!(dnskey(&again), key);
+    // The key file deleted under a running server: a reload writes the
+    // key it serves back, never a new one (the parent's DS names it).
+    let key_file = state.path().join("keys/example.test.key");
+    std::fs::remove_file(&key_file).unwrap();
+    again.signal("-HUP");
+    again.wait_for_log("written back", Duration::from_secs(10));
+    assert!(key_file.exists());
     assert_eq!(dnskey(&again), key);
     // One key file, two instances: one DNSKEY, and each validates.
     let dir = signed_zone_dir("ed25519");

@@ -483,43 +483,72 @@ pub fn load_or_generate(
     if path.exists() {
         return check(ZoneKey::load(&path)?).map(|k| (k, false));
     }
-    let dir = state_dir.join(STATE_KEYS_DIR);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|source| KeyError::Write {
-            path: dir.clone(),
-            source,
-        })?;
     let key = ZoneKey::generate(algorithm.unwrap_or_default())?;
-    // Written whole under a temporary name, then linked into place: the
-    // link fails if another process made the key meanwhile, whose key
-    // then wins.
+    if !write_state_key(&path, &key)? {
+        // Another process made the key meanwhile: its key wins.
+        return check(ZoneKey::load(&path)?).map(|k| (k, false));
+    }
+    info!(
+        zone = %zone,
+        file = %path.display(),
+        key_tag = key.key_tag(),
+        algorithm = %key.algorithm(),
+        "DNSSEC key generated"
+    );
+    Ok((key, true))
+}
+
+/// Puts `key`, the key a zone is served with now, back in the state
+/// directory when its file there is gone (deleted by hand, a state
+/// directory restored from an old backup): the key is never replaced
+/// behind the operator's back, since the parent's DS names it. Returns
+/// whether it was written.
+pub fn keep_serving_key(state_dir: &Path, zone: &Name, key: &ZoneKey) -> Result<bool, KeyError> {
+    let path = state_key_path(state_dir, zone);
+    if path.exists() {
+        return Ok(false);
+    }
+    let written = write_state_key(&path, key)?;
+    if written {
+        warn!(
+            zone = %zone,
+            file = %path.display(),
+            key_tag = key.key_tag(),
+            "the zone's DNSSEC key file was gone: the key it is served with is written back (a new key would need a new DS at the parent)"
+        );
+    }
+    Ok(written)
+}
+
+/// Writes a state-directory key file whole under a temporary name, then
+/// links it into place; `false` when another process linked one first.
+fn write_state_key(path: &Path, key: &ZoneKey) -> Result<bool, KeyError> {
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| KeyError::Write { path, source }
+    };
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(write_error(dir))?;
+    }
     let tmp = path.with_extension(format!("key.tmp.{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     key.write_new(&tmp)?;
-    let linked = fs::hard_link(&tmp, &path);
+    let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
     match linked {
         Ok(()) => {
-            sync_dir(&path).map_err(|source| KeyError::Write {
-                path: path.clone(),
-                source,
-            })?;
-            info!(
-                zone = %zone,
-                file = %path.display(),
-                key_tag = key.key_tag(),
-                algorithm = %key.algorithm(),
-                "DNSSEC key generated"
-            );
-            Ok((key, true))
+            sync_dir(path).map_err(write_error(path))?;
+            Ok(true)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            check(ZoneKey::load(&path)?).map(|k| (k, false))
-        }
-        Err(source) => Err(KeyError::Write { path, source }),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(KeyError::Write {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -571,6 +571,23 @@ fn attach_signer(zone: &mut Zone, keys: Keys<'_>) -> Result<(), String> {
     let Some(settings) = &zone.dnssec else {
         return Ok(());
     };
+    let serving = match keys {
+        Keys::Serve {
+            previous: Some(previous),
+            ..
+        } => previous
+            .zones()
+            .iter()
+            .filter(|z| z.origin == zone.origin)
+            .find_map(|z| z.signer().cloned()),
+        _ => None,
+    };
+    if let (Keys::Serve { state_dir, .. }, None, Some(serving)) =
+        (keys, &settings.key_file, &serving)
+    {
+        keys::keep_serving_key(state_dir, &zone.origin, serving.key())
+            .map_err(|e| format!("dnssec: {e}"))?;
+    }
     let key = match (keys, &settings.key_file) {
         (Keys::FilesOnly, None) => return Ok(()),
         (Keys::FilesOnly, Some(file)) => {
@@ -581,19 +598,7 @@ fn attach_signer(zone: &mut Zone, keys: Keys<'_>) -> Result<(), String> {
         }
     }
     .map_err(|e| format!("dnssec: {e}"))?;
-    let kept = match keys {
-        Keys::Serve {
-            previous: Some(previous),
-            ..
-        } => previous
-            .zones()
-            .iter()
-            .filter(|z| z.origin == zone.origin)
-            .filter_map(|z| z.signer())
-            .find(|s| s.dnskey() == key.dnskey())
-            .cloned(),
-        _ => None,
-    };
+    let kept = serving.filter(|s| s.dnskey() == key.dnskey());
     let origin = zone.origin.clone();
     zone.set_signer(kept.unwrap_or_else(|| Arc::new(ZoneSigner::new(origin, Arc::new(key)))));
     Ok(())
