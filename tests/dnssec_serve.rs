@@ -557,3 +557,50 @@ fn unbound_validates_steered_answers_for_two_subnets() {
         }
     }
 }
+
+/// Names that do not exist, sent fast from one source with DO: compact
+/// denial answers them NOERROR, each with its own NSEC, but rate limiting
+/// still counts them together as it counts NXDOMAINs (a flood of random
+/// names would otherwise pass, each costing a signature).
+#[test]
+fn rate_limiting_counts_compact_denials_as_nxdomains() {
+    let dir = signed_zone_dir("ecdsap256sha256");
+    let s = Server::start_with(
+        dir.path(),
+        &[
+            "--rrl-rate",
+            "5",
+            "--rrl-slip",
+            "0",
+            "--rrl-exempt",
+            "127.90.0.0/16",
+        ],
+        Some(TOKEN),
+    );
+    let answered = |source: &str, dnssec_ok: bool| {
+        let socket = std::net::UdpSocket::bind((source, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        for i in 0..200 {
+            let name = format!("random-{i}-{dnssec_ok}.example.test.");
+            let message = match dnssec_ok {
+                true => do_query(&name, RecordType::A),
+                false => query(&name, RecordType::A),
+            };
+            socket.send_to(&message.to_vec().unwrap(), s.dns).unwrap();
+        }
+        let mut buffer = [0u8; 1500];
+        std::iter::from_fn(|| socket.recv_from(&mut buffer).ok()).count()
+    };
+    let plain = answered("127.43.0.1", false);
+    let signed = answered("127.44.0.1", true);
+    assert!(
+        plain < 100,
+        "NXDOMAINs are limited: {plain} of 200 answered"
+    );
+    assert!(
+        signed <= plain + 5,
+        "compact denials are limited as NXDOMAINs are: {signed} answered with DO, {plain} without"
+    );
+}

@@ -92,6 +92,9 @@ pub struct Answered {
     pub mirror: Option<usize>,
     /// For a signed answer, when its signatures may be served.
     pub freshness: Option<Freshness>,
+    /// The name does not exist, though compact denial answers NOERROR:
+    /// rate limiting counts it with the NXDOMAINs.
+    pub denies_name: bool,
 }
 
 struct Template {
@@ -101,6 +104,7 @@ struct Template {
     /// A signed response is served only while its signatures are fresh;
     /// then the full path signs (or takes from the cache) and replaces it.
     freshness: Option<Freshness>,
+    denies_name: bool,
 }
 
 impl Template {
@@ -151,8 +155,9 @@ fn with_cache<T>(generation: u64, f: impl FnOnce(&mut Cache) -> T) -> T {
 
 /// What this thread's templates gave for a query.
 pub enum Found<D> {
-    /// The response, patched for the query, is in the caller's buffer.
-    Written,
+    /// The response, patched for the query, is in the caller's buffer;
+    /// `denies_name` as [`Answered::denies_name`].
+    Written { denies_name: bool },
     /// The name is known but no template fits this answer (another mirror,
     /// or too large for the limit); `decide` said this.
     Missing(Option<D>),
@@ -195,7 +200,9 @@ pub fn answer<D>(
         match template {
             Some(t) => {
                 patch(&t.bytes, query, scope, extras, out);
-                Found::Written
+                Found::Written {
+                    denies_name: t.denies_name,
+                }
             }
             None => Found::Missing(decided),
         }
@@ -273,6 +280,7 @@ pub fn remember(
             shape,
             bytes: response.into(),
             freshness: answered.freshness,
+            denies_name: answered.denies_name,
         };
         let full = entry.route != answered.route || entry.templates.len() >= MAX_TEMPLATES_PER_NAME;
         let known = entry

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 
 use super::cookie::{self, CookieSecret, ResponseCookie};
 use super::edns::{self, Ecs, OPTION_COOKIE, OPTION_ECS, OPTION_EDE, OPTION_NSID};
-use super::lookup::Answer;
+use super::lookup::{Answer, Denial};
 use super::request::Request;
 use super::rrl::{Rrl, RrlConfig, Verdict};
 use super::signed::{self, Freshness};
@@ -280,14 +280,16 @@ impl Handler {
             cookie: cookie.as_ref().map(|c| &c.bytes),
             nsid_option_len: self.nsid_option_len(),
         };
-        match fast::answer(catalog.generation, query, limit, decide, extras, out) {
-            fast::Found::Written => {}
+        let denies_name = match fast::answer(catalog.generation, query, limit, decide, extras, out)
+        {
+            fast::Found::Written { denies_name } => denies_name,
             fast::Found::Missing(Some(decision)) => return Templated::Decided(decision),
             fast::Found::Missing(None) | fast::Found::Unknown => return Templated::Unknown,
-        }
+        };
         let sent = Sent {
             qtype: Some(RecordType::from(query.qtype())),
             rcode: ResponseCode::from(0, out[3] & 0x0f),
+            denies_name,
             source,
             rate_limited: transport == Transport::Udp && !cookie.is_some_and(|c| c.valid),
         };
@@ -313,7 +315,14 @@ impl Handler {
         let (Some(qtype), Some(name)) = (sent.qtype, lower_name()) else {
             return Verdict::Send;
         };
-        let verdict = self.rrl.check(sent.source, &name, qtype, sent.rcode);
+        // Compact denial answers NOERROR for a name that does not exist;
+        // rate limiting still counts it with the NXDOMAINs (one bucket per
+        // client network), or a flood of random names would pass.
+        let limited_as = match sent.denies_name {
+            true => ResponseCode::NXDomain,
+            false => sent.rcode,
+        };
+        let verdict = self.rrl.check(sent.source, &name, qtype, limited_as);
         if verdict == Verdict::Truncate {
             wire::truncate(response);
         }
@@ -342,6 +351,7 @@ impl Handler {
         let sent = Sent {
             qtype: question.map(Query::query_type),
             rcode: response.metadata.response_code,
+            denies_name: answered.is_some_and(|a| a.denies_name),
             source,
             rate_limited: transport == Transport::Udp && !cookie_valid,
         };
@@ -498,6 +508,8 @@ impl Handler {
 struct Sent {
     qtype: Option<RecordType>,
     rcode: ResponseCode,
+    /// The answer says the name does not exist, whatever its rcode.
+    denies_name: bool,
     source: IpAddr,
     /// UDP without a valid server cookie: rate limiting may apply.
     rate_limited: bool,
@@ -595,6 +607,7 @@ fn sign_if_asked(
 /// answer: positive and negative answers only, not errors; a signed one
 /// only while its signatures are fresh.
 fn template_worthy(answer: &Answer, freshness: Option<Freshness>) -> Option<fast::Answered> {
+    let denies_name = matches!(answer.denial, Some(Denial::Name(_)));
     if !matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
         return None;
     }
@@ -607,11 +620,13 @@ fn template_worthy(answer: &Answer, freshness: Option<Freshness>) -> Option<fast
             },
             mirror: s.mirror,
             freshness,
+            denies_name,
         },
         None => fast::Answered {
             route: fast::Route::Fixed,
             mirror: None,
             freshness,
+            denies_name,
         },
     })
 }
