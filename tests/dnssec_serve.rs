@@ -137,6 +137,13 @@ fn delv_validates_every_kind_of_answer() {
             ("_https._tcp.example.test.", "SRV", "443"),
             ("host.users.example.test.", "A", "192.0.2.80"),
             ("sec.example.test.", "DS", "12345 13 2"),
+            // NSEC queries: the NSEC compact denial makes for the name.
+            (
+                "mail.example.test.",
+                "NSEC",
+                "\\000.mail.example.test. A RRSIG NSEC",
+            ),
+            ("nope.example.test.", "NSEC", "RRSIG NSEC TYPE128"),
         ];
         for (qname, qtype, expected) in positive {
             let out = delv(dir.path(), s.dns, &anchor, qname, qtype);
@@ -213,6 +220,29 @@ fn referrals_carry_the_signed_ds_or_the_proof_there_is_none() {
     for record in &proof {
         assert!(authorities(&unsigned_child).contains(record), "{record}");
     }
+}
+
+/// A query for RRSIG gets the signatures of the RRsets at the name, as
+/// Knot and BIND give them (unsigned themselves); a NODATA would contradict
+/// its own NSEC, which lists RRSIG.
+#[test]
+fn rrsig_queries_get_the_signatures_at_the_name() {
+    let dir = signed_zone_dir("ecdsap256sha256");
+    let s = Server::start(dir.path());
+    let response = s
+        .udp(&do_query("example.test.", RecordType::RRSIG))
+        .unwrap();
+    let mut covered: Vec<String> = answers(&response)
+        .iter()
+        .map(|r| r.split_whitespace().nth(3).unwrap().to_string())
+        .collect();
+    covered.sort();
+    assert_eq!(
+        covered,
+        ["CDNSKEY", "CDS", "DNSKEY", "MX", "NS", "SOA"],
+        "{response:?}"
+    );
+    assert!(response.authorities.is_empty());
 }
 
 #[test]

@@ -473,7 +473,8 @@ impl Handler {
         let mut answer =
             catalog.lookup_decided(query.name(), query.query_type(), client, source, decided);
         let dnssec_ok = request.opt.is_some_and(|o| o.dnssec_ok);
-        let freshness = match sign_if_asked(catalog, &mut answer, dnssec_ok) {
+        let asked = (query.name(), query.query_type());
+        let freshness = match sign_if_asked(catalog, &mut answer, asked, dnssec_ok) {
             Ok(freshness) => freshness,
             Err(e) => {
                 warn!("answering SERVFAIL: {e}");
@@ -592,6 +593,7 @@ fn bad_key(key: hickory_proto::rr::Name, request: &TSIG) -> hickory_proto::rr::R
 fn sign_if_asked(
     catalog: &Catalog,
     answer: &mut Answer,
+    asked: (&hickory_proto::rr::Name, RecordType),
     dnssec_ok: bool,
 ) -> Result<Option<Freshness>, SignError> {
     let Some(zone) = answer.zone.map(|i| &catalog.zones.zones()[i]) else {
@@ -600,7 +602,7 @@ fn sign_if_asked(
     if !dnssec_ok || zone.signer().is_none() {
         return Ok(None);
     }
-    signed::sign(answer, zone, crate::dnssec::unix_now()).map(Some)
+    signed::sign(answer, zone, asked, crate::dnssec::unix_now()).map(Some)
 }
 
 /// What the template path needs to know to reuse a response with this
