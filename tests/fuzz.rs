@@ -1,5 +1,6 @@
 //! Hostile input never crashes the server: property-based fuzzing of the
-//! request path (wire bytes in, wire bytes out, steering in between), the
+//! request path (wire bytes in, wire bytes out, steering and signing in
+//! between, the zone signed and half the seed queries with DO), the
 //! zone loader and the measurement parser, and a corpus of hostile packets
 //! in `tests/fixtures/hostile/`. Bounded: a few thousand cases each.
 
@@ -11,6 +12,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use mirrordns::dns::{Catalog, Handler, RrlConfig, Transport};
+use mirrordns::dnssec::{KeyAlgorithm, ZoneKey, ZoneSigner};
 use mirrordns::steering::Engine;
 use mirrordns::zone::{ZoneSet, load_str};
 use proptest::prelude::*;
@@ -25,8 +27,14 @@ fn handler() -> &'static (Handler, Engine) {
     &SERVER
 }
 
+/// The zone is signed: a request with DO takes the signing path too.
 fn build() -> (Handler, Engine) {
-    let zone = load_str(Path::new("example.test.yaml"), ZONE).unwrap();
+    let mut zone = load_str(Path::new("example.test.yaml"), ZONE).unwrap();
+    let key = ZoneKey::generate(KeyAlgorithm::EcdsaP256Sha256).unwrap();
+    zone.set_signer(Arc::new(ZoneSigner::new(
+        zone.origin.clone(),
+        Arc::new(key),
+    )));
     let zones = ZoneSet::new(vec![Arc::new(zone)]);
     let engine = Engine::default();
     let steering = engine.bind(&zones);
@@ -70,6 +78,9 @@ fn valid_queries() -> Vec<Vec<u8>> {
             RecordType::AAAA,
             RecordType::TXT,
             RecordType::ANY,
+            RecordType::NSEC,
+            RecordType::RRSIG,
+            RecordType::DS,
         ] {
             let mut m = Message::new(i as u16, MessageType::Query, OpCode::Query);
             m.add_query(Query::query(Name::from_ascii(n).unwrap(), rtype));
@@ -80,6 +91,9 @@ fn valid_queries() -> Vec<Vec<u8>> {
                     24,
                     0,
                 )));
+            // Every other query with DO: the mutations start from signed
+            // answers too.
+            edns.set_dnssec_ok(out.len() % 2 == 0);
             m.set_edns(edns);
             out.push(m.to_vec().unwrap());
         }
