@@ -281,9 +281,19 @@ mod tcp {
             Some(TOKEN),
         );
         let _held: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(s.dns).unwrap()).collect();
-        std::thread::sleep(Duration::from_millis(200));
+        let open = || metric(&metrics(&s), "mirrordns_dns_tcp_connections", &[]);
+        assert!(
+            eventually(Duration::from_secs(10), || open() == 5.0),
+            "the server holds the five connections"
+        );
         let mut sixth = TcpStream::connect(s.dns).unwrap();
         assert!(closed(&mut sixth));
+        let refused = metric(
+            &metrics(&s),
+            "mirrordns_dns_tcp_refused_connections_total",
+            &[],
+        );
+        assert_eq!(refused, 1.0);
         // UDP is not affected.
         assert_eq!(
             addresses(&s.query("mail.example.test.", RecordType::A)),

@@ -47,6 +47,9 @@ pub struct Handler {
     catalog: ArcSwap<Catalog>,
     stats: QueryStats,
     rrl: Rrl,
+    /// TCP connections: open now, and refused (closed at once) over the limit.
+    pub(super) tcp_open: AtomicU64,
+    pub(super) tcp_refused: AtomicU64,
     /// `serve --nsid`: sent to requestors that ask (RFC 5001).
     nsid: Option<Box<[u8]>>,
     cookies: CookieSecret,
@@ -184,6 +187,8 @@ impl Handler {
         Handler {
             catalog: ArcSwap::from_pointee(catalog),
             stats: QueryStats::default(),
+            tcp_open: AtomicU64::new(0),
+            tcp_refused: AtomicU64::new(0),
             rrl: Rrl::new(options.rrl),
             nsid: nsid.map(Vec::into_boxed_slice),
             cookies: options.cookie_secret,
@@ -191,6 +196,14 @@ impl Handler {
     }
 
     /// Responses dropped and sent truncated by rate limiting.
+    /// TCP connections open now, and those refused over the limit so far.
+    pub fn tcp_counts(&self) -> (u64, u64) {
+        (
+            self.tcp_open.load(Ordering::Relaxed),
+            self.tcp_refused.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn rrl_counts(&self) -> (u64, u64) {
         (
             self.rrl.dropped.load(Ordering::Relaxed),

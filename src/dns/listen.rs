@@ -5,6 +5,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nix::sys::socket::{
@@ -210,11 +211,14 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, limits: TcpLimi
                 // goes on, so the listener never stalls.
                 let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                     debug!(%peer, "tcp connection limit reached; closing");
+                    handler.tcp_refused.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 let handler = Arc::clone(&handler);
+                handler.tcp_open.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    serve_connection(stream, peer, handler, limits).await;
+                    serve_connection(stream, peer, Arc::clone(&handler), limits).await;
+                    handler.tcp_open.fetch_sub(1, Ordering::Relaxed);
                     drop(slot);
                 });
             }

@@ -1,5 +1,5 @@
 //! The DNS front end's families: queries by type and rcode, responses
-//! rate limited, and the signature caches of signed zones.
+//! rate limited, TCP connections, and the signature caches of signed zones.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,7 +12,26 @@ use crate::dns::Handler;
 pub(super) fn register(registry: &mut Registry, handler: &Handler) {
     register_queries(registry, handler);
     register_rate_limited(registry, handler);
+    register_tcp(registry, handler);
     register_signatures(registry, handler);
+}
+
+fn register_tcp(registry: &mut Registry, handler: &Handler) {
+    let (open, refused) = handler.tcp_counts();
+    let connections = Gauge::<i64>::default();
+    connections.set(i64::try_from(open).unwrap_or(i64::MAX));
+    registry.register(
+        "dns_tcp_connections",
+        "DNS TCP connections open now",
+        connections,
+    );
+    let refusals = Counter::<u64>::default();
+    refusals.inc_by(refused);
+    registry.register(
+        "dns_tcp_refused_connections",
+        "DNS TCP connections closed at once because --tcp-max-connections were open",
+        refusals,
+    );
 }
 
 fn register_queries(registry: &mut Registry, handler: &Handler) {
