@@ -342,7 +342,10 @@ mod api {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        // The flood is on once the API has refused some of it.
+        assert!(eventually(Duration::from_secs(10), || {
+            refused.load(Ordering::Relaxed) >= 10
+        }));
         let mut slowest = Duration::ZERO;
         for _ in 0..300 {
             let started = Instant::now();
