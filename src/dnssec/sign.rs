@@ -352,52 +352,6 @@ impl ZoneSigner {
         Ok(signed)
     }
 
-    /// [`ZoneSigner::signature`] of an RRset given as records (one owner,
-    /// type and TTL: the first record's).
-    pub fn signature_of_records(
-        &self,
-        records: &[Record],
-        now: u64,
-    ) -> Result<Arc<SignedRrsig>, SignError> {
-        let Some(first) = records.first() else {
-            return Err(sign_error(
-                &self.zone,
-                RecordType::NULL,
-                "an empty RRset".to_string(),
-            ));
-        };
-        self.signature(
-            &first.name,
-            first.record_type(),
-            first.ttl,
-            records.iter().map(|r| &r.data),
-            now,
-        )
-    }
-
-    /// [`ZoneSigner::signature`] of an RRset whose RDATAs are in wire form
-    /// (uncompressed), as the compact zone keeps them.
-    pub fn signature_of_wire<'a>(
-        &self,
-        owner: &Name,
-        record_type: RecordType,
-        ttl: u32,
-        rdatas: impl IntoIterator<Item = &'a [u8]>,
-        now: u64,
-    ) -> Result<Arc<SignedRrsig>, SignError> {
-        let decoded = rdatas
-            .into_iter()
-            .map(|wire| {
-                let len =
-                    u16::try_from(wire.len()).map_err(|_| "RDATA over 65535 bytes".to_string())?;
-                RData::read(&mut BinDecoder::new(wire), record_type, Restrict::new(len))
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<RData>, String>>()
-            .map_err(|message| sign_error(owner, record_type, message))?;
-        self.signature(owner, record_type, ttl, &decoded, now)
-    }
-
     /// Signs an RRset now, bypassing the cache.
     pub fn sign<'a>(
         &self,
@@ -820,38 +774,6 @@ mod tests {
     }
 
     #[test]
-    fn rrsets_in_wire_form_share_the_cache_with_record_data() {
-        let s = signer(ZoneKey::generate(KeyAlgorithm::Ed25519).unwrap());
-        let owner = name("example.test.");
-        let rdatas = [
-            RData::MX(MX::new(10, name("Mail.example.test."))),
-            RData::MX(MX::new(20, name("backup.example.test."))),
-        ];
-        let wire: Vec<Vec<u8>> = rdatas.iter().map(|r| r.to_bytes().unwrap()).collect();
-        let from_wire = s
-            .signature_of_wire(
-                &owner,
-                RecordType::MX,
-                300,
-                wire.iter().map(Vec::as_slice),
-                NOW,
-            )
-            .unwrap();
-        verify(&s, &from_wire, &records("example.test.", 300, &rdatas));
-        let from_rdata = s
-            .signature(&owner, RecordType::MX, 300, &rdatas, NOW)
-            .unwrap();
-        assert!(Arc::ptr_eq(&from_wire, &from_rdata));
-        let e = s
-            .signature_of_wire(&owner, RecordType::MX, 300, [&[0u8][..]], NOW)
-            .unwrap_err();
-        assert!(
-            e.to_string().starts_with("cannot sign example.test. MX"),
-            "{e}"
-        );
-    }
-
-    #[test]
     fn wildcard_owners_sign_with_fewer_labels() {
         let s = signer(ZoneKey::generate(KeyAlgorithm::EcdsaP256Sha256).unwrap());
         let rdatas = [a([192, 0, 2, 7])];
@@ -886,14 +808,22 @@ mod tests {
         );
         let empty: [RData; 0] = [];
         assert!(s.sign(&owner, RecordType::A, 30, &empty, NOW).is_err());
-        assert!(s.signature_of_records(&[], NOW).is_err());
     }
 
     #[test]
-    fn signature_of_records_and_the_records_it_makes() {
+    fn a_signature_and_the_record_it_makes() {
         let s = signer(ZoneKey::generate(KeyAlgorithm::EcdsaP256Sha256).unwrap());
-        let rrset = records("mail.example.test.", 300, &[a([192, 0, 2, 25])]);
-        let signed = s.signature_of_records(&rrset, NOW).unwrap();
+        let rdatas = [a([192, 0, 2, 25])];
+        let rrset = records("mail.example.test.", 300, &rdatas);
+        let signed = s
+            .signature(
+                &name("mail.example.test."),
+                RecordType::A,
+                300,
+                &rdatas,
+                NOW,
+            )
+            .unwrap();
         let record = signed.record(&name("mail.example.test."), 300);
         assert_eq!(record.record_type(), RecordType::RRSIG);
         assert_eq!(record.ttl, 300);
