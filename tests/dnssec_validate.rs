@@ -161,7 +161,12 @@ impl Zone {
             std::slice::from_ref(&self.soa),
             NEGATIVE_TTL,
         );
-        authority.extend(self.signer.denial(qname, nsec, NEGATIVE_TTL, now).unwrap());
+        authority.extend(
+            self.signer
+                .denial(qname, nsec, NEGATIVE_TTL, now)
+                .unwrap()
+                .0,
+        );
         (vec![], authority)
     }
 }

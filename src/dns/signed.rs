@@ -15,7 +15,6 @@
 //!   NXNAME (RFC 9824 section 3.1); without DO it stays NXDOMAIN.
 //! - A query for NSEC or RRSIG is answered with them, made on demand.
 
-use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
@@ -75,8 +74,8 @@ pub fn sign(
         !matches!(zone.find(&LowerName::new(&r.name)), Found::Referral(_))
     })?;
     if let Some(denial) = &answer.denial {
-        let (nsec, rrsig) = denial_nsec(signer, zone, denial, now, &mut freshness)?;
-        answer.authorities.extend([nsec, rrsig]);
+        let records = denial_nsec(signer, zone, denial, now, &mut freshness)?;
+        answer.authorities.extend(records);
         if answer.rcode == ResponseCode::NXDomain {
             answer.rcode = ResponseCode::NoError;
         }
@@ -91,19 +90,16 @@ fn denial_nsec(
     denial: &Denial,
     now: u64,
     freshness: &mut Freshness,
-) -> Result<(Record, Record), SignError> {
+) -> Result<[Record; 2], SignError> {
     let (owner, nsec) = match denial {
         Denial::Name(name) => (name, nxname_nsec(name)),
         Denial::Types(name, types) => (name, nodata_nsec(name, types.iter().copied())),
         Denial::Ds(cut) => (cut, cut_nsec(cut, [RecordType::NS])),
     };
-    let owner = owner.to_lowercase();
-    let ttl = zone.negative_soa.ttl;
-    let nsec = RData::DNSSEC(DNSSECRData::NSEC(nsec));
-    let signed = signer.signature(&owner, RecordType::NSEC, ttl, [&nsec], now)?;
+    let (records, signed) =
+        signer.denial(&owner.to_lowercase(), nsec, zone.negative_soa.ttl, now)?;
     freshness.narrow(&signed);
-    let rrsig = signed.record(&owner, ttl);
-    Ok((Record::from_rdata(owner, ttl, nsec), rrsig))
+    Ok(records)
 }
 
 /// A query for NSEC or RRSIG at a name the zone has nothing of that type
@@ -134,8 +130,7 @@ fn answer_dnssec_types(
     }
     let records = match (qtype, &answer.denial) {
         (RecordType::NSEC, Some(denial)) => {
-            let (nsec, rrsig) = denial_nsec(signer, zone, denial, now, freshness)?;
-            vec![nsec, rrsig]
+            denial_nsec(signer, zone, denial, now, freshness)?.to_vec()
         }
         (RecordType::RRSIG, Some(Denial::Types(name, _))) => {
             signatures_at(signer, zone, name, now, freshness)?

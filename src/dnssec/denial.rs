@@ -280,7 +280,7 @@ mod tests {
                 Arc::new(ZoneKey::generate(algorithm).unwrap()),
             );
             let qname = name("Nope.example.com.");
-            let [nsec, rrsig] = signer
+            let ([nsec, rrsig], _) = signer
                 .denial(&qname, nxname_nsec(&qname), 300, 1_800_000_000)
                 .unwrap();
             assert_eq!(nsec.record_type(), RecordType::NSEC);
@@ -303,7 +303,7 @@ mod tests {
                     1_800_000_001,
                 )
                 .unwrap();
-            assert_eq!(again[1].data, rrsig.data);
+            assert_eq!(again.0[1].data, rrsig.data);
             assert_eq!(signer.cache_stats().signed, 1);
         }
     }

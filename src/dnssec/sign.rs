@@ -414,19 +414,24 @@ impl ZoneSigner {
     }
 
     /// An NSEC record (compact denial, see [`super::denial`]) and its
-    /// RRSIG, for the authority section of a negative answer. `ttl` is the
-    /// negative TTL: the lesser of the SOA's TTL and its MINIMUM (RFC 9077).
+    /// RRSIG, for the authority section of a negative answer, with the
+    /// signature's times (an answer holding it is good as long). `ttl` is
+    /// the negative TTL: the lesser of the SOA's TTL and its MINIMUM (RFC
+    /// 9077).
     pub fn denial(
         &self,
         owner: &Name,
         nsec: NSEC,
         ttl: u32,
         now: u64,
-    ) -> Result<[Record; 2], SignError> {
+    ) -> Result<([Record; 2], Arc<SignedRrsig>), SignError> {
         let rdata = RData::DNSSEC(DNSSECRData::NSEC(nsec));
         let signed = self.signature(owner, RecordType::NSEC, ttl, [&rdata], now)?;
         let rrsig = signed.record(owner, ttl);
-        Ok([Record::from_rdata(owner.clone(), ttl, rdata), rrsig])
+        Ok((
+            [Record::from_rdata(owner.clone(), ttl, rdata), rrsig],
+            signed,
+        ))
     }
 
     /// The apex RRset of a type DNSSEC adds ([`super::denial::APEX_TYPES`]).
