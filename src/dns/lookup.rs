@@ -88,9 +88,11 @@ impl Catalog {
         for hop in 0..=MAX_CNAME_HOPS {
             let lower = LowerName::new(&name);
             let next = match zone.find(&lower) {
-                Found::Referral(ns) if qtype == RecordType::DS && ns.records[0].name == name => {
+                Found::Referral { ns, cut }
+                    if qtype == RecordType::DS && ns.records[0].name == name =>
+                {
                     // DS lives on the parent side of the cut: ours to answer.
-                    match zone.node(&lower).and_then(|cut| cut.rrset(RecordType::DS)) {
+                    match cut.rrset(RecordType::DS) {
                         Some(ds) => answer.answers.extend(ds.records),
                         None => {
                             nodata(zone, &mut answer);
@@ -99,15 +101,10 @@ impl Catalog {
                     }
                     None
                 }
-                Found::Referral(ns) => {
-                    let cut = &ns.records[0].name;
-                    if let Some(ds) = zone
-                        .node(&LowerName::new(cut))
-                        .and_then(|n| n.rrset(RecordType::DS))
-                    {
-                        answer.authorities.extend(ds.records);
-                    } else {
-                        answer.denial = Some(Denial::Ds(cut.clone()));
+                Found::Referral { ns, cut } => {
+                    match cut.rrset(RecordType::DS) {
+                        Some(ds) => answer.authorities.extend(ds.records),
+                        None => answer.denial = Some(Denial::Ds(ns.records[0].name.clone())),
                     }
                     if hop == 0 {
                         referral(zone, &ns.records, &mut answer);

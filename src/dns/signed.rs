@@ -71,7 +71,7 @@ pub fn sign(
         r.record_type() != RecordType::NS || r.name == zone.origin
     })?;
     sign_section(&mut answer.additionals, &|r| {
-        !matches!(zone.find(&LowerName::new(&r.name)), Found::Referral(_))
+        !matches!(zone.find(&LowerName::new(&r.name)), Found::Referral { .. })
     })?;
     if let Some(denial) = &answer.denial {
         let records = denial_nsec(signer, zone, denial, now, &mut freshness)?;

@@ -270,7 +270,11 @@ pub enum Found<'z> {
     /// The name does not exist but a wildcard covers it.
     Wildcard(Node<'z>),
     /// The name is at or below a zone cut: refer to the child's NS set.
-    Referral(RRset),
+    /// `cut` is the delegation's node (its DS too, when it has one).
+    Referral {
+        ns: RRset,
+        cut: Node<'z>,
+    },
     NxDomain,
 }
 
@@ -301,8 +305,9 @@ impl Zone {
         if self.has_delegations
             && let Some(cut) = self.cut_at_or_above(wire, true)
         {
-            return match Node::new(self, cut).rrset(RecordType::NS) {
-                Some(ns) => Found::Referral(ns),
+            let cut = Node::new(self, cut);
+            return match cut.rrset(RecordType::NS) {
+                Some(ns) => Found::Referral { ns, cut },
                 None => Found::NxDomain,
             };
         }

@@ -164,7 +164,7 @@ fn resolve<'z>(zone: &'z Zone, name: &Name) -> Option<(LowerName, Node<'z>)> {
         super::Found::Node(node) | super::Found::Wildcard(node) => {
             Some((LowerName::new(&node.name()), node))
         }
-        super::Found::Referral(_) | super::Found::NxDomain => None,
+        super::Found::Referral { .. } | super::Found::NxDomain => None,
     }
 }
 
