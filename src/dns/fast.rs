@@ -334,15 +334,7 @@ fn has_patchable_layout(query: &Query, response: &[u8], nsid_option_len: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn query_with_options(options: &[u8]) -> Vec<u8> {
-        let mut raw = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
-        raw.extend_from_slice(&[3, b'W', b'w', b'W', 1, b't', 0, 0, 1, 0, 1]);
-        raw.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
-        raw.extend_from_slice(&(options.len() as u16).to_be_bytes());
-        raw.extend_from_slice(options);
-        raw
-    }
+    use crate::dns::wire::tests::query;
 
     #[test]
     fn a_cookie_nsid_and_the_do_bit_are_part_of_the_shape() {
@@ -351,7 +343,7 @@ mod tests {
             0, 3, 0, 0, // NSID asked for
             0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100,
         ];
-        let mut raw = query_with_options(&options);
+        let mut raw = query(Some(&options));
         let expected = Shape::Edns {
             dnssec_ok: false,
             cookie: true,

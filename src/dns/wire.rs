@@ -261,10 +261,12 @@ fn skip_name(message: &[u8], mut at: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn query(ecs_rdata: Option<&[u8]>) -> Vec<u8> {
+    /// A query for `WwW.t. A`, with an OPT holding `ecs_rdata` as its
+    /// options when given (the templates' tests use it too).
+    pub(in crate::dns) fn query(ecs_rdata: Option<&[u8]>) -> Vec<u8> {
         let mut raw = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0];
         raw.push(u8::from(ecs_rdata.is_some()));
         raw.extend_from_slice(&[3, b'W', b'w', b'W', 1, b't', 0, 0, 1, 0, 1]);
